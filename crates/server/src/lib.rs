@@ -1,1 +1,53 @@
-//! placeholder
+//! # tollgate-server
+//!
+//! The HTTP service around the decision core: the axum router ([`routes`]), bearer-token
+//! auth with scopes ([`auth`]), hostile-input JSON bodies ([`json`]), the one error type
+//! ([`error`]), metrics ([`metrics`]), and start-up and state ([`app`]).
+//!
+//! [`serve`] takes an already bound listener, so tests bind port 0, and a shutdown future;
+//! it also runs the expiry task that settles calls whose `end` never came.
+
+pub mod app;
+pub mod auth;
+pub mod error;
+pub mod json;
+pub mod metrics;
+pub mod routes;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use chrono::Utc;
+use tokio::net::TcpListener;
+
+pub use app::{App, StartError};
+pub use routes::router;
+
+/// Serves the API on `listener` until `shutdown` resolves, then drains requests in flight
+/// and waits until every acknowledged change is durable.
+pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+    let expiry_app = app.clone();
+    let expiry = tokio::spawn(async move {
+        loop {
+            let wait = routes::next_expiry_wait(&expiry_app);
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = stop_rx.changed() => return,
+            }
+            match expiry_app.expire_now(Utc::now()).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(calls = n, "settled calls whose end never came at their granted amount"),
+                Err(e) => tracing::error!(error = %e, "could not record expired calls"),
+            }
+        }
+    });
+    let result = axum::serve(listener, router(app.clone()))
+        .with_graceful_shutdown(shutdown)
+        .await;
+    let _ = stop_tx.send(true);
+    let _ = expiry.await;
+    let flush_app = app.clone();
+    let _ = tokio::task::spawn_blocking(move || flush_app.journal.flush()).await;
+    result
+}

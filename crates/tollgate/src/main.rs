@@ -1,1 +1,295 @@
-fn main() {}
+//! The `tollgate` binary: `serve`, `check`, `explain`. Raw flags are parsed by clap, then
+//! turned into validated values before use; only this crate uses `anyhow`.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use chrono::{DateTime, Utc};
+use clap::{Parser, Subcommand};
+use tollgate_config::{load_default, load_file, Loaded};
+use tollgate_core::engine::{AuthorizeRequest, Decision, Explanation};
+use tollgate_core::Engine;
+
+#[derive(Parser)]
+#[command(name = "tollgate", version, about = "Toll-fraud guard for SIP/VoIP: real-time call authorization with money limits")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the service (HTTP API) on the policy's settings or the embedded defaults.
+    Serve {
+        /// Policy file; without it the embedded example policy is used.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Listen on this address instead of the policy's (port 0 picks a free port).
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+        /// Use this SQLite database instead of the policy's.
+        #[arg(long)]
+        database: Option<PathBuf>,
+    },
+    /// Validate a policy file: every problem with its file, line and key.
+    Check {
+        file: PathBuf,
+    },
+    /// Show how a number normalizes and classifies, which rate applies, and which rules
+    /// allow or deny it and why (credit figures assume nothing spent yet).
+    Explain {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        #[arg(long, short)]
+        extension: String,
+        #[arg(long, short)]
+        number: String,
+        /// The instant to decide at (RFC 3339); default now.
+        #[arg(long)]
+        at: Option<String>,
+        /// Source IP of the call; default: the first address the extension is allowed.
+        #[arg(long)]
+        ip: Option<IpAddr>,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn load(config: Option<&PathBuf>) -> Result<Loaded> {
+    let loaded = match config {
+        Some(path) => load_file(path),
+        None => load_default(),
+    };
+    loaded.map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve {
+            config,
+            listen,
+            database,
+        } => serve(config, listen, database),
+        Command::Check { file } => check(&file),
+        Command::Explain {
+            config,
+            extension,
+            number,
+            at,
+            ip,
+            json,
+        } => explain(config.as_ref(), &extension, &number, at.as_deref(), ip, json),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("tollgate: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn serve(config: Option<PathBuf>, listen: Option<SocketAddr>, database: Option<PathBuf>) -> Result<ExitCode> {
+    init_logging();
+    let mut loaded = load(config.as_ref())?;
+    for warning in &loaded.warnings {
+        tracing::warn!("{warning}");
+    }
+    if let Some(listen) = listen {
+        loaded.settings.server.listen = listen;
+    }
+    if let Some(database) = database {
+        loaded.settings.server.database = database;
+    }
+    let source = config
+        .as_ref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| tollgate_config::DEFAULT_POLICY_NAME.to_string());
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let address = loaded.settings.server.listen;
+        let database = loaded.settings.server.database.clone();
+        let app = tollgate_server::App::start(loaded, Utc::now())?;
+        let listener = tokio::net::TcpListener::bind(address)
+            .await
+            .with_context(|| format!("cannot listen on {address}"))?;
+        let bound = listener.local_addr()?;
+        tracing::info!(policy = %source, database = %database.display(), "tollgate listening on http://{bound}");
+        // Tests and scripts read this line to find a port chosen with :0.
+        println!("listening on {bound}");
+        tollgate_server::serve(listener, app, shutdown_signal()).await?;
+        tracing::info!("stopped; every acknowledged change is durable");
+        Ok::<_, anyhow::Error>(())
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = terminate => {}
+    }
+}
+
+fn check(file: &PathBuf) -> Result<ExitCode> {
+    match load_file(file) {
+        Ok(loaded) => {
+            for warning in &loaded.warnings {
+                println!("warning: {warning}");
+            }
+            let rates: usize = loaded.policy.plans.values().map(|p| p.rates.len()).sum();
+            println!(
+                "{}: ok: {} accounts, {} extensions, {} plans ({} rates), {} schedules, {} high-risk ranges, {} warnings",
+                file.display(),
+                loaded.policy.accounts.len(),
+                loaded.policy.extensions.len(),
+                loaded.policy.plans.len(),
+                rates,
+                loaded.policy.schedules.len(),
+                loaded.policy.high_risk.len(),
+                loaded.warnings.len()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            for problem in &e.problems {
+                eprintln!("error: {problem}");
+            }
+            eprintln!("{}: {} problems", file.display(), e.problems.len());
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
+fn explain(config: Option<&PathBuf>, extension: &str, number: &str, at: Option<&str>, ip: Option<IpAddr>, json: bool) -> Result<ExitCode> {
+    let loaded = load(config)?;
+    let at: DateTime<Utc> = match at {
+        Some(text) => DateTime::parse_from_rfc3339(text)
+            .with_context(|| format!("--at {text:?} is not an RFC 3339 time (e.g. 2026-11-26T22:30:00+01:00)"))?
+            .with_timezone(&Utc),
+        None => Utc::now(),
+    };
+    let engine = Engine::new(loaded.policy);
+    let Some(ext) = engine.policy.extensions.get(extension) else {
+        bail!("unknown extension {extension:?}");
+    };
+    let (source_ip, ip_note) = match ip {
+        Some(ip) => (ip, None),
+        None => match ext.allowed_cidrs.first() {
+            Some(net) => (net.network(), Some(format!("not given: using {}, the first allowed network", net.network()))),
+            None => (IpAddr::from([127, 0, 0, 1]), Some("not given: using 127.0.0.1 (the extension has no source restriction)".to_string())),
+        },
+    };
+    let request = AuthorizeRequest {
+        call_id: "explain",
+        extension,
+        source_ip,
+        number,
+    };
+    let explanation = engine.explain(&request, at).map_err(|e| anyhow::anyhow!("{e}"))?;
+    if json {
+        let mut value = serde_json::to_value(&explanation)?;
+        value["at"] = serde_json::Value::String(at.to_rfc3339());
+        value["source_ip"] = serde_json::Value::String(source_ip.to_string());
+        println!("{}", serde_json::to_string_pretty(&value)?);
+    } else {
+        print!("{}", render_explanation(&explanation, at, source_ip, ip_note.as_deref()));
+    }
+    Ok(match explanation.decision {
+        Decision::Allow(_) => ExitCode::SUCCESS,
+        Decision::Deny(_) => ExitCode::from(2),
+    })
+}
+
+fn render_explanation(e: &Explanation, at: DateTime<Utc>, ip: IpAddr, ip_note: Option<&str>) -> String {
+    let mut out = String::new();
+    let d = &e.destination;
+    out += &format!("extension   {} (accounts: {})\n", e.extension, e.account_chain.join(" < "));
+    out += &format!("at          {}\n", at.to_rfc3339());
+    out += &format!("source ip   {ip}{}\n", ip_note.map(|n| format!(" ({n})")).unwrap_or_default());
+    out += &format!("dialed      {}\n", d.dialed);
+    out += &format!(
+        "normalized  {} ({})\n",
+        d.e164.as_deref().unwrap_or("-"),
+        d.normalization
+    );
+    out += &format!(
+        "class       {}{}{}{}\n",
+        d.class,
+        d.country.as_deref().map(|c| format!(", country {c}")).unwrap_or_default(),
+        d.number_type.as_deref().map(|t| format!(", type {t}")).unwrap_or_default(),
+        if d.e164.is_some() && !d.valid { ", not a valid number per libphonenumber" } else { "" }
+    );
+    if let Some(h) = &d.high_risk {
+        out += &format!("high risk   +{}: {}\n", h.prefix, h.reason);
+    }
+    match &e.rate {
+        Some(r) => {
+            out += &format!(
+                "rate        plan {} {} {}: {} {}/min, connection {}, billed {}\n",
+                r.plan, r.prefix, r.description, r.price_per_minute, r.currency, r.connection_fee, r.increments
+            )
+        }
+        None => out += "rate        none\n",
+    }
+    out += "checks\n";
+    for check in &e.checks {
+        out += &format!(
+            "  {} {}: {}\n",
+            if check.passed { "pass" } else { "DENY" },
+            check.rule,
+            check.detail
+        );
+    }
+    if !e.credit.is_empty() {
+        out += "credit (nothing spent or reserved yet: explain does not read the ledger)\n";
+        for h in &e.credit {
+            match (&h.binding, h.available) {
+                (Some(b), Some(avail)) => out += &format!("  {}: {} of {} {} available\n", h.subject, avail, b.limit, b.kind),
+                _ => out += &format!("  {}: unlimited\n", h.subject),
+            }
+        }
+    }
+    match &e.decision {
+        Decision::Allow(g) => {
+            out += &format!(
+                "decision    ALLOW for at most {} s (reserves {} {})\n",
+                g.max_duration_s, g.reserved, g.currency
+            )
+        }
+        Decision::Deny(d) => {
+            out += &format!("decision    DENY {}: {} (rule: {})\n", d.code.as_str(), d.message, d.rule)
+        }
+    }
+    out
+}

@@ -1,0 +1,327 @@
+//! The running service's state and its start-up: open the store, merge the policy file's
+//! directory with the entries created through the API, rebuild the ledger from the store,
+//! settle what expired while the service was down.
+//!
+//! INVARIANT: every ledger change is submitted to the journal while the engine lock is
+//! held, so the store applies changes in the order memory made them; an answer is sent
+//! only after its change is durable.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use chrono::{DateTime, Duration, Utc};
+use tokio::sync::oneshot;
+use tollgate_config::raw::{RawAccount, RawExtension};
+use tollgate_config::validate::{account_from_raw, extension_from_raw};
+use tollgate_config::{Loaded, ServerSettings};
+use tollgate_core::ledger::{Ledger, LedgerEvent};
+use tollgate_core::policy::{Origin, Policy};
+use tollgate_core::Engine;
+use tollgate_store::{Change, EntityKind, Journal, SqliteStore, Store, StoreError, StoredEntity};
+
+use crate::auth::{load_tokens, Token, TokenError};
+use crate::metrics::Metrics;
+
+/// Why the service could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot open the database {path}: {source}")]
+    Store { path: String, source: StoreError },
+    #[error(transparent)]
+    Token(#[from] TokenError),
+    #[error("cannot write the policy's directory to the store: {0}")]
+    Seed(StoreError),
+}
+
+/// The service: decision engine, durable journal, tokens, metrics.
+pub struct App {
+    // A std mutex, not tokio's: every critical section is short, synchronous and never
+    // held across an await.
+    engine: Mutex<Engine>,
+    pub journal: Arc<Journal>,
+    pub tokens: Vec<Token>,
+    pub metrics: Metrics,
+    pub settings: ServerSettings,
+}
+
+/// Accounts must be added parents first; returns them in that order.
+fn parents_first(accounts: Vec<(String, RawAccount)>, known: &HashSet<String>) -> Vec<(String, RawAccount)> {
+    let mut ordered = Vec::with_capacity(accounts.len());
+    let mut placed: HashSet<String> = known.clone();
+    let mut pending = accounts;
+    loop {
+        let before = pending.len();
+        let (ready, rest): (Vec<_>, Vec<_>) = pending.into_iter().partition(|(_, a)| {
+            a.parent.as_ref().is_none_or(|p| placed.contains(p))
+        });
+        for (id, account) in ready {
+            placed.insert(id.clone());
+            ordered.push((id, account));
+        }
+        pending = rest;
+        if pending.is_empty() || pending.len() == before {
+            // Whatever is left has an unknown parent: let validation report it.
+            ordered.extend(pending);
+            return ordered;
+        }
+    }
+}
+
+impl App {
+    /// Opens the configured SQLite database and starts.
+    pub fn start(loaded: Loaded, now: DateTime<Utc>) -> Result<Arc<App>, StartError> {
+        let settings = &loaded.settings.server;
+        let durability = match settings.durability {
+            tollgate_config::Durability::Normal => tollgate_store::Durability::Normal,
+            tollgate_config::Durability::Full => tollgate_store::Durability::Full,
+        };
+        let store = SqliteStore::open(&settings.database, durability).map_err(|source| StartError::Store {
+            path: settings.database.display().to_string(),
+            source,
+        })?;
+        App::start_with_store(loaded, Box::new(store), now)
+    }
+
+    /// Starts on a given store (tests, other back ends).
+    pub fn start_with_store(loaded: Loaded, store: Box<dyn Store>, now: DateTime<Utc>) -> Result<Arc<App>, StartError> {
+        let tokens = load_tokens(&loaded.settings.tokens)?;
+        let Loaded {
+            mut policy,
+            settings,
+            raw_accounts,
+            raw_extensions,
+            ..
+        } = loaded;
+        let store_error = |source| StartError::Store {
+            path: settings.server.database.display().to_string(),
+            source,
+        };
+        let stored = store.load_entities().map_err(store_error)?;
+        let seed = merge_directory(&mut policy, &raw_accounts, &raw_extensions, stored);
+        // Spend of the last 40 days covers the current day and month in every time zone.
+        let since = (now - Duration::days(40)).date_naive();
+        let spend = store.load_spend(since).map_err(store_error)?;
+        let open_calls = store.load_open_calls().map_err(store_error)?;
+        let recovered = open_calls.len();
+        let ledger = Ledger::restore(spend, open_calls, now, |s| Engine::time_zone_of(&policy, s));
+        let mut engine = Engine { policy, ledger };
+        let expired = engine.expire_due(now);
+        let journal = Journal::start(store);
+        let mut changes = seed;
+        changes.extend(expired.iter().cloned().map(Change::Ledger));
+        journal_apply_blocking(&journal, changes).map_err(StartError::Seed)?;
+        tracing::info!(
+            accounts = engine.policy.accounts.len(),
+            extensions = engine.policy.extensions.len(),
+            calls_recovered = recovered,
+            calls_expired_while_down = expired.len(),
+            "ledger restored"
+        );
+        let metrics = Metrics::new();
+        metrics.active_calls.set(engine.ledger.active_call_count() as i64);
+        Ok(Arc::new(App {
+            engine: Mutex::new(engine),
+            journal: Arc::new(journal),
+            tokens,
+            metrics,
+            settings: settings.server,
+        }))
+    }
+
+    /// The engine, locked. A poisoned lock (a panic while held, which the lints forbid) is
+    /// recovered: the engine's own invariants hold between operations.
+    pub fn engine(&self) -> MutexGuard<'_, Engine> {
+        self.engine.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Queues changes; the receiver resolves when they are durable. Call while holding the
+    /// engine lock (see the module invariant).
+    pub fn commit(&self, changes: Vec<Change>) -> oneshot::Receiver<Result<(), StoreError>> {
+        let (tx, rx) = oneshot::channel();
+        if changes.is_empty() {
+            let _ = tx.send(Ok(()));
+            return rx;
+        }
+        self.journal.submit(
+            changes,
+            Box::new(move |result| {
+                let _ = tx.send(result);
+            }),
+        );
+        rx
+    }
+
+    /// Runs a read on the store after every change submitted so far (off the async
+    /// threads: the journal answers reads in order with writes).
+    pub async fn read_store<T, F>(&self, read: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(&dyn Store) -> Result<T, StoreError> + Send + 'static,
+        T: Send + 'static,
+    {
+        let journal = self.journal.clone();
+        tokio::task::spawn_blocking(move || journal.with_store(read))
+            .await
+            .map_err(|_| StoreError::Closed)?
+            .and_then(|r| r)
+    }
+
+    /// Records settlements in the metrics.
+    pub fn count_events(&self, events: &[LedgerEvent]) {
+        for event in events {
+            if let LedgerEvent::Settled(s) = event {
+                let reason = match s.reason {
+                    tollgate_core::ledger::SettleReason::Ended => "ended",
+                    tollgate_core::ledger::SettleReason::Expired => "expired",
+                };
+                self.metrics
+                    .settlements
+                    .get_or_create(&crate::metrics::ReasonLabels { reason })
+                    .inc();
+                self.metrics
+                    .charged_micros
+                    .inc_by(s.charged.micros().max(0) as u64);
+            }
+        }
+    }
+
+    /// Settles expired calls; returns how many.
+    pub async fn expire_now(&self, now: DateTime<Utc>) -> Result<usize, StoreError> {
+        let (rx, count) = {
+            let mut engine = self.engine();
+            let events = engine.expire_due(now);
+            if events.is_empty() {
+                return Ok(0);
+            }
+            self.count_events(&events);
+            self.metrics.active_calls.set(engine.ledger.active_call_count() as i64);
+            let count = events.len();
+            (self.commit(events.into_iter().map(Change::Ledger).collect()), count)
+        };
+        rx.await.map_err(|_| StoreError::Closed)??;
+        Ok(count)
+    }
+}
+
+fn journal_apply_blocking(journal: &Journal, changes: Vec<Change>) -> Result<(), StoreError> {
+    if changes.is_empty() {
+        return Ok(());
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    journal.submit(
+        changes,
+        Box::new(move |result| {
+            let _ = tx.send(result);
+        }),
+    );
+    rx.recv().map_err(|_| StoreError::Closed)?
+}
+
+/// Puts the store's API-created entries into `policy` (the file wins on a conflict),
+/// applies stored suspensions, and returns the store changes that make the store match:
+/// file entries upserted, entries removed from the file deleted.
+fn merge_directory(
+    policy: &mut Policy,
+    raw_accounts: &[(String, RawAccount)],
+    raw_extensions: &[(String, RawExtension)],
+    stored: Vec<StoredEntity>,
+) -> Vec<Change> {
+    let mut changes = Vec::new();
+    let file_accounts: HashSet<&str> = raw_accounts.iter().map(|(id, _)| id.as_str()).collect();
+    let file_extensions: HashSet<&str> = raw_extensions.iter().map(|(id, _)| id.as_str()).collect();
+    let mut suspended: HashMap<(EntityKind, String), bool> = HashMap::new();
+    let mut api_accounts = Vec::new();
+    let mut api_extensions = Vec::new();
+    for entity in stored {
+        suspended.insert((entity.kind, entity.id.clone()), entity.suspended);
+        let in_file = match entity.kind {
+            EntityKind::Account => file_accounts.contains(entity.id.as_str()),
+            EntityKind::Extension => file_extensions.contains(entity.id.as_str()),
+        };
+        match (entity.origin, in_file) {
+            (Origin::Policy, false) => {
+                tracing::info!(kind = %entity.kind, id = %entity.id, "removed from the policy file: deleting it from the store");
+                changes.push(Change::DeleteEntity {
+                    kind: entity.kind,
+                    id: entity.id,
+                });
+            }
+            (Origin::Api, true) => {
+                tracing::warn!(kind = %entity.kind, id = %entity.id, "the policy file now defines this entry: the file's version replaces the one created through the API");
+            }
+            (Origin::Policy, true) => {}
+            (Origin::Api, false) => match entity.kind {
+                EntityKind::Account => match serde_json::from_str::<RawAccount>(&entity.body) {
+                    Ok(raw) => api_accounts.push((entity.id, raw)),
+                    Err(e) => tracing::error!(id = %entity.id, error = %e, "stored account is unreadable: kept in the store, not loaded"),
+                },
+                EntityKind::Extension => match serde_json::from_str::<RawExtension>(&entity.body) {
+                    Ok(raw) => api_extensions.push((entity.id, raw)),
+                    Err(e) => tracing::error!(id = %entity.id, error = %e, "stored extension is unreadable: kept in the store, not loaded"),
+                },
+            },
+        }
+    }
+    let known: HashSet<String> = policy.accounts.keys().cloned().collect();
+    let mut warnings = Vec::new();
+    for (id, raw) in parents_first(api_accounts, &known) {
+        let base = vec!["accounts".to_string(), id.clone()];
+        match account_from_raw(&id, &raw, policy, Origin::Api, &base, &mut warnings) {
+            Ok(account) => {
+                if let Err(e) = policy.upsert_account(account) {
+                    tracing::error!(%id, error = %e, "stored account no longer fits the policy: kept in the store, not loaded");
+                }
+            }
+            Err(problems) => {
+                let text: Vec<String> = problems.iter().map(|p| format!("{}: {}", p.key_text(), p.message)).collect();
+                tracing::error!(%id, problems = %text.join("; "), "stored account no longer fits the policy: kept in the store, not loaded");
+            }
+        }
+    }
+    for (id, raw) in api_extensions {
+        let base = vec!["extensions".to_string(), id.clone()];
+        match extension_from_raw(&id, &raw, policy, Origin::Api, &base, &mut warnings) {
+            Ok(extension) => {
+                if let Err(e) = policy.upsert_extension(extension) {
+                    tracing::error!(%id, error = %e, "stored extension no longer fits the policy: kept in the store, not loaded");
+                }
+            }
+            Err(problems) => {
+                let text: Vec<String> = problems.iter().map(|p| format!("{}: {}", p.key_text(), p.message)).collect();
+                tracing::error!(%id, problems = %text.join("; "), "stored extension no longer fits the policy: kept in the store, not loaded");
+            }
+        }
+    }
+    for ((kind, id), is_suspended) in suspended {
+        match kind {
+            EntityKind::Account => {
+                if let Some(a) = policy.accounts.get_mut(&id) {
+                    a.suspended = is_suspended;
+                }
+            }
+            EntityKind::Extension => {
+                if let Some(e) = policy.extensions.get_mut(&id) {
+                    e.suspended = is_suspended;
+                }
+            }
+        }
+    }
+    for (id, raw) in raw_accounts {
+        changes.push(Change::UpsertEntity(StoredEntity {
+            kind: EntityKind::Account,
+            id: id.clone(),
+            origin: Origin::Policy,
+            body: serde_json::to_string(raw).unwrap_or_else(|_| "{}".into()),
+            suspended: false,
+        }));
+    }
+    for (id, raw) in raw_extensions {
+        changes.push(Change::UpsertEntity(StoredEntity {
+            kind: EntityKind::Extension,
+            id: id.clone(),
+            origin: Origin::Policy,
+            body: serde_json::to_string(raw).unwrap_or_else(|_| "{}".into()),
+            suspended: false,
+        }));
+    }
+    changes
+}
