@@ -1,0 +1,471 @@
+//! [`SqliteStore`]: the default [`Store`], one SQLite file in WAL mode.
+//!
+//! It owns the schema and its migrations. The schema version is SQLite's `user_version`;
+//! [`MIGRATIONS`] are applied in order at open, each with its version bump in one
+//! transaction, so a crash mid-migration leaves the previous version intact.
+//!
+//! Tables (all `STRICT`, so a float can never slip into a money column: an integer
+//! overflow in `amount + excluded.amount` becomes a REAL in SQLite, which a STRICT
+//! INTEGER column refuses, failing the batch instead of storing an inexact amount):
+//!
+//! - `calls`: one row per call id, `state` 'open' or 'settled', the `ActiveCall` as JSON
+//!   (see `codec`), and the settlement figures once settled;
+//! - `spend`: one total per (subject, period), period as `SpendPeriod`'s text
+//!   ("d:2026-11-26", "m:2026-11", "total");
+//! - `entities`: the directory entries, body as opaque JSON text.
+//!
+//! INVARIANT: a database whose `user_version` is newer than [`SCHEMA_VERSION`] is refused
+//! before anything is written to it (not even the journal mode).
+
+use std::path::Path;
+use std::time::Duration;
+
+use chrono::NaiveDate;
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use tollgate_core::ledger::{
+    settlement_spend_rows, ActiveCall, LedgerEvent, MonthKey, SpendPeriod, SpendRow, Subject,
+};
+use tollgate_core::Money;
+
+use crate::codec;
+use crate::{Change, EntityKind, SettledCall, Store, StoreError, StoredEntity};
+
+/// How hard a commit works to survive failures.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Durability {
+    /// WAL with `synchronous=NORMAL`: a commit is in the WAL file (the OS has it) when
+    /// `apply` returns, so it survives the process crashing or being killed; the last
+    /// commits may be lost if the machine loses power. Fast: no fsync per commit.
+    #[default]
+    Normal,
+    /// WAL with `synchronous=FULL`: the WAL is fsynced at every commit, so a commit also
+    /// survives power loss.
+    Full,
+}
+
+/// The migrations, in order; migration `i` takes the schema to version `i + 1`.
+/// Append only: never edit one that has shipped.
+pub const MIGRATIONS: &[&str] = &[
+    // 1: calls, spend, entities.
+    r#"
+    CREATE TABLE calls (
+        call_id    TEXT NOT NULL PRIMARY KEY,
+        extension  TEXT NOT NULL,
+        state      TEXT NOT NULL CHECK (state IN ('open', 'settled')),
+        call       TEXT NOT NULL,
+        reason     TEXT CHECK (reason IN ('ended', 'expired')),
+        ended_at   TEXT,
+        duration_s INTEGER,
+        billed_s   INTEGER,
+        charged    INTEGER,
+        rated      INTEGER,
+        overrun_s  INTEGER,
+        CHECK (state = 'open' OR (reason IS NOT NULL AND ended_at IS NOT NULL
+            AND duration_s IS NOT NULL AND billed_s IS NOT NULL AND charged IS NOT NULL
+            AND rated IS NOT NULL AND overrun_s IS NOT NULL))
+    ) STRICT;
+    -- Settled calls of one extension, newest first.
+    CREATE INDEX calls_by_extension ON calls (extension, state, ended_at);
+    -- The few open calls among the many settled ones, read at every start.
+    CREATE INDEX calls_open ON calls (call_id) WHERE state = 'open';
+
+    CREATE TABLE spend (
+        subject_kind TEXT NOT NULL CHECK (subject_kind IN ('extension', 'account')),
+        subject_id   TEXT NOT NULL,
+        period       TEXT NOT NULL,
+        amount       INTEGER NOT NULL,
+        PRIMARY KEY (subject_kind, subject_id, period)
+    ) STRICT, WITHOUT ROWID;
+    -- load_spend reads the recent periods and the totals, not years of old days.
+    CREATE INDEX spend_by_period ON spend (period);
+
+    CREATE TABLE entities (
+        kind       TEXT NOT NULL CHECK (kind IN ('account', 'extension')),
+        id         TEXT NOT NULL,
+        origin     TEXT NOT NULL CHECK (origin IN ('policy', 'api')),
+        body       TEXT NOT NULL CHECK (json_valid(body)),
+        suspended  INTEGER NOT NULL CHECK (suspended IN (0, 1)),
+        updated_at TEXT NOT NULL,
+        PRIMARY KEY (kind, id)
+    ) STRICT, WITHOUT ROWID;
+    "#,
+];
+
+/// The schema version this binary writes and reads.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// How long a statement waits for another connection's lock before failing.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+const UPSERT_OPEN_CALL: &str = "
+    INSERT INTO calls (call_id, extension, state, call) VALUES (?1, ?2, 'open', ?3)
+    ON CONFLICT (call_id) DO UPDATE SET
+        extension = excluded.extension, state = 'open', call = excluded.call,
+        reason = NULL, ended_at = NULL, duration_s = NULL, billed_s = NULL,
+        charged = NULL, rated = NULL, overrun_s = NULL";
+
+const UPSERT_SETTLED_CALL: &str = "
+    INSERT INTO calls (call_id, extension, state, call, reason, ended_at, duration_s,
+                       billed_s, charged, rated, overrun_s)
+    VALUES (?1, ?2, 'settled', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+    ON CONFLICT (call_id) DO UPDATE SET
+        extension = excluded.extension, state = 'settled', call = excluded.call,
+        reason = excluded.reason, ended_at = excluded.ended_at,
+        duration_s = excluded.duration_s, billed_s = excluded.billed_s,
+        charged = excluded.charged, rated = excluded.rated, overrun_s = excluded.overrun_s";
+
+const ADD_SPEND: &str = "
+    INSERT INTO spend (subject_kind, subject_id, period, amount) VALUES (?1, ?2, ?3, ?4)
+    ON CONFLICT (subject_kind, subject_id, period) DO UPDATE SET
+        amount = amount + excluded.amount";
+
+// updated_at is for operators reading the table; SQLite's clock is as good as ours.
+const UPSERT_ENTITY: &str = "
+    INSERT INTO entities (kind, id, origin, body, suspended, updated_at)
+    VALUES (?1, ?2, ?3, ?4, ?5, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+    ON CONFLICT (kind, id) DO UPDATE SET
+        origin = excluded.origin, body = excluded.body, updated_at = excluded.updated_at";
+
+const DELETE_ENTITY: &str = "DELETE FROM entities WHERE kind = ?1 AND id = ?2";
+
+const SET_SUSPENDED: &str = "
+    UPDATE entities SET suspended = ?3, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
+    WHERE kind = ?1 AND id = ?2";
+
+/// A [`Store`] in one SQLite database.
+#[derive(Debug)]
+pub struct SqliteStore {
+    conn: Connection,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path`, refuses it if its schema is
+    /// newer than this binary's, sets WAL and `durability`, and migrates it.
+    pub fn open(path: impl AsRef<Path>, durability: Durability) -> Result<SqliteStore, StoreError> {
+        let conn = Connection::open(path)?;
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        // Checked before the journal mode is set: that already writes to the file.
+        check_not_too_new(&conn)?;
+        let mode: String =
+            conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            tracing::warn!(journal_mode = %mode, "store: the database refused WAL mode");
+        }
+        let synchronous = match durability {
+            Durability::Normal => "NORMAL",
+            Durability::Full => "FULL",
+        };
+        conn.pragma_update(None, "synchronous", synchronous)?;
+        SqliteStore::with_connection(conn)
+    }
+
+    /// A fresh database in memory (tests, tools): durable for nobody.
+    pub fn open_in_memory() -> Result<SqliteStore, StoreError> {
+        SqliteStore::with_connection(Connection::open_in_memory()?)
+    }
+
+    fn with_connection(mut conn: Connection) -> Result<SqliteStore, StoreError> {
+        // Enough for every statement of this module to stay prepared.
+        conn.set_prepared_statement_cache_capacity(32);
+        migrate(&mut conn)?;
+        Ok(SqliteStore { conn })
+    }
+
+    /// The schema version of the open database.
+    pub fn schema_version(&self) -> Result<i64, StoreError> {
+        Ok(user_version(&self.conn)?)
+    }
+
+    /// Copies the database, consistent as of one instant, to `path` (an online backup:
+    /// writes may go on meanwhile).
+    pub fn backup_to(&self, path: impl AsRef<Path>) -> Result<(), StoreError> {
+        Ok(self.conn.backup("main", path, None)?)
+    }
+}
+
+fn user_version(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.pragma_query_value(None, "user_version", |row| row.get(0))
+}
+
+fn check_not_too_new(conn: &Connection) -> Result<i64, StoreError> {
+    let found = user_version(conn)?;
+    if found > SCHEMA_VERSION {
+        return Err(StoreError::TooNew {
+            found,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    Ok(found)
+}
+
+/// Brings the schema to [`SCHEMA_VERSION`]. The version is read again under the write
+/// lock, so two processes opening the same new file cannot both migrate it.
+fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let found = check_not_too_new(&tx)?;
+    if found == SCHEMA_VERSION {
+        return Ok(());
+    }
+    for (index, sql) in MIGRATIONS.iter().enumerate().skip(found.max(0) as usize) {
+        tx.execute_batch(sql)?;
+        // user_version is part of the transaction: the bump commits with the change.
+        tx.pragma_update(None, "user_version", index as i64 + 1)?;
+    }
+    tx.commit()?;
+    tracing::info!(from = found, to = SCHEMA_VERSION, "store: schema migrated");
+    Ok(())
+}
+
+fn apply_change(conn: &Connection, change: &Change) -> Result<(), StoreError> {
+    match change {
+        Change::Ledger(LedgerEvent::Opened(call) | LedgerEvent::Updated(call)) => {
+            let text = codec::encode_call(call)?;
+            conn.prepare_cached(UPSERT_OPEN_CALL)?.execute(params![
+                call.call_id,
+                call.extension,
+                text
+            ])?;
+        }
+        Change::Ledger(LedgerEvent::Settled(settlement)) => {
+            let call = &settlement.call;
+            let text = codec::encode_call(call)?;
+            conn.prepare_cached(UPSERT_SETTLED_CALL)?.execute(params![
+                call.call_id,
+                call.extension,
+                text,
+                codec::reason_str(settlement.reason),
+                codec::format_time(settlement.ended_at),
+                settlement.duration_s,
+                settlement.billed_s,
+                settlement.charged.micros(),
+                settlement.rated.micros(),
+                settlement.overrun_s,
+            ])?;
+            let mut add = conn.prepare_cached(ADD_SPEND)?;
+            for row in settlement_spend_rows(settlement) {
+                add.execute(params![
+                    codec::subject_kind_str(row.subject.kind),
+                    row.subject.id,
+                    row.period.to_string(),
+                    row.amount.micros(),
+                ])?;
+            }
+        }
+        Change::UpsertEntity(entity) => {
+            // The body is opaque, but it must be JSON: the API and the seeding both write
+            // JSON, so anything else is a bug upstream and is refused with a clear error
+            // (the CHECK in the schema is the last guard).
+            if let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(&entity.body) {
+                return Err(StoreError::Invalid {
+                    what: format!("body of {} {:?}", entity.kind, entity.id),
+                    detail: format!("not JSON: {e}"),
+                });
+            }
+            conn.prepare_cached(UPSERT_ENTITY)?.execute(params![
+                entity.kind.as_str(),
+                entity.id,
+                codec::origin_str(entity.origin),
+                entity.body,
+                entity.suspended,
+            ])?;
+        }
+        Change::DeleteEntity { kind, id } => {
+            conn.prepare_cached(DELETE_ENTITY)?
+                .execute(params![kind.as_str(), id])?;
+        }
+        Change::SetSuspended {
+            kind,
+            id,
+            suspended,
+        } => {
+            let changed = conn.prepare_cached(SET_SUSPENDED)?.execute(params![
+                kind.as_str(),
+                id,
+                suspended
+            ])?;
+            if changed == 0 {
+                // Not an error: failing the batch would fail every other submitter of a
+                // group commit for a directory race that changes nothing.
+                tracing::warn!(%kind, %id, suspended, "store: suspend of an entry that is not stored");
+            }
+        }
+    }
+    Ok(())
+}
+
+impl Store for SqliteStore {
+    fn apply(&mut self, changes: &[Change]) -> Result<(), StoreError> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        // IMMEDIATE takes the write lock up front: no deadlock-prone upgrade from a read
+        // lock if another process has the file open.
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        for change in changes {
+            // An error drops `tx`, which rolls the whole batch back.
+            apply_change(&tx, change)?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn load_spend(&self, since: NaiveDate) -> Result<Vec<SpendRow>, StoreError> {
+        // INVARIANT: period texts compare as their dates do, chrono writing years 0000 to
+        // 9999 with four digits (a phone call's date is never outside them). The
+        // ranges ['d:<since>', 'd;') and ['m:<month>', 'm;') hold exactly the day and
+        // month periods from `since` on (';' is the character after ':').
+        let month = SpendPeriod::Month(MonthKey::of(since));
+        let mut statement = self.conn.prepare_cached(
+            "SELECT subject_kind, subject_id, period, amount FROM spend
+             WHERE period = 'total'
+                OR (period >= ?1 AND period < 'd;')
+                OR (period >= ?2 AND period < 'm;')",
+        )?;
+        let rows = statement.query_map(
+            params![SpendPeriod::Day(since).to_string(), month.to_string()],
+            |row| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    row.get::<_, String>(1)?,
+                    row.get::<_, String>(2)?,
+                    row.get::<_, i64>(3)?,
+                ))
+            },
+        )?;
+        let mut spend = Vec::new();
+        for row in rows {
+            let (kind, id, period, amount) = row?;
+            let corrupt = |detail: String| StoreError::Corrupt {
+                what: format!("spend row ({kind}, {id:?}, {period:?})"),
+                detail,
+            };
+            let subject = Subject {
+                kind: codec::parse_subject_kind(&kind).map_err(corrupt)?,
+                id: id.clone(),
+            };
+            let period = period.parse::<SpendPeriod>().map_err(corrupt)?;
+            spend.push(SpendRow {
+                subject,
+                period,
+                amount: Money::from_micros(amount),
+            });
+        }
+        Ok(spend)
+    }
+
+    fn load_open_calls(&self) -> Result<Vec<ActiveCall>, StoreError> {
+        let mut statement = self
+            .conn
+            .prepare_cached("SELECT call_id, call FROM calls WHERE state = 'open'")?;
+        let rows = statement.query_map([], |row| {
+            Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+        })?;
+        let mut calls = Vec::new();
+        for row in rows {
+            let (call_id, text) = row?;
+            calls.push(codec::decode_call(&call_id, &text)?);
+        }
+        Ok(calls)
+    }
+
+    fn load_entities(&self) -> Result<Vec<StoredEntity>, StoreError> {
+        let mut statement = self.conn.prepare_cached(
+            "SELECT kind, id, origin, body, suspended FROM entities ORDER BY kind, id",
+        )?;
+        let rows = statement.query_map([], |row| {
+            Ok((
+                row.get::<_, String>(0)?,
+                row.get::<_, String>(1)?,
+                row.get::<_, String>(2)?,
+                row.get::<_, String>(3)?,
+                row.get::<_, bool>(4)?,
+            ))
+        })?;
+        let mut entities = Vec::new();
+        for row in rows {
+            let (kind, id, origin, body, suspended) = row?;
+            let corrupt = |detail: String| StoreError::Corrupt {
+                what: format!("entity ({kind}, {id:?})"),
+                detail,
+            };
+            entities.push(StoredEntity {
+                kind: kind.parse::<EntityKind>().map_err(corrupt)?,
+                origin: codec::parse_origin(&origin).map_err(corrupt)?,
+                id,
+                body,
+                suspended,
+            });
+        }
+        Ok(entities)
+    }
+
+    fn settled_calls(&self, extension: &str, limit: usize) -> Result<Vec<SettledCall>, StoreError> {
+        let mut statement = self.conn.prepare_cached(
+            "SELECT call_id, call, reason, ended_at, duration_s, billed_s, charged, rated,
+                    overrun_s
+             FROM calls WHERE extension = ?1 AND state = 'settled'
+             ORDER BY ended_at DESC, rowid DESC LIMIT ?2",
+        )?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = statement.query_map(params![extension, limit], |row| {
+            Ok((
+                row.get::<_, String>(0)?,
+                row.get::<_, String>(1)?,
+                row.get::<_, String>(2)?,
+                row.get::<_, String>(3)?,
+                row.get::<_, u64>(4)?,
+                row.get::<_, u64>(5)?,
+                row.get::<_, i64>(6)?,
+                row.get::<_, i64>(7)?,
+                row.get::<_, u64>(8)?,
+            ))
+        })?;
+        let mut settled = Vec::new();
+        for row in rows {
+            let (call_id, text, reason, ended_at, duration_s, billed_s, charged, rated, overrun_s) =
+                row?;
+            let call = codec::decode_call(&call_id, &text)?;
+            let ended_at = codec::parse_time(&ended_at).map_err(|detail| StoreError::Corrupt {
+                what: format!("end time of call {call_id:?}"),
+                detail,
+            })?;
+            settled.push(SettledCall {
+                call_id: call.call_id,
+                extension: call.extension,
+                destination: call.destination,
+                class: call.class.as_str().to_string(),
+                duration_s,
+                billed_s,
+                charged: Money::from_micros(charged),
+                rated: Money::from_micros(rated),
+                overrun_s,
+                reason,
+                authorized_at: call.authorized_at,
+                answered_at: call.answered_at,
+                ended_at,
+            });
+        }
+        Ok(settled)
+    }
+
+    fn spend(&self, subject: &Subject, period: SpendPeriod) -> Result<Money, StoreError> {
+        let amount: Option<i64> = self
+            .conn
+            .prepare_cached(
+                "SELECT amount FROM spend
+                 WHERE subject_kind = ?1 AND subject_id = ?2 AND period = ?3",
+            )?
+            .query_row(
+                params![
+                    codec::subject_kind_str(subject.kind),
+                    subject.id,
+                    period.to_string()
+                ],
+                |row| row.get(0),
+            )
+            .optional()?;
+        Ok(amount.map_or(Money::ZERO, Money::from_micros))
+    }
+}
