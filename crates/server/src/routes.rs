@@ -91,7 +91,7 @@ pub fn router(app: Arc<App>) -> Router {
 }
 
 async fn not_found() -> ApiError {
-    ApiError::not_found("not_found", "no such route")
+    ApiError::not_found("no_route", "no such route")
 }
 
 async fn healthz() -> Json<Value> {

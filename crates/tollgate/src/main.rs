@@ -206,7 +206,10 @@ fn explain(config: Option<&PathBuf>, extension: &str, number: &str, at: Option<&
     let (source_ip, ip_note) = match ip {
         Some(ip) => (ip, None),
         None => match ext.allowed_cidrs.first() {
-            Some(net) => (net.network(), Some(format!("not given: using {}, the first allowed network", net.network()))),
+            Some(net) => {
+                let first = net.hosts().next().unwrap_or(net.network());
+                (first, Some(format!("not given: using {first}, the first address the extension is allowed")))
+            }
             None => (IpAddr::from([127, 0, 0, 1]), Some("not given: using 127.0.0.1 (the extension has no source restriction)".to_string())),
         },
     };
