@@ -9,8 +9,8 @@
 //! The embedded default policy ([`DEFAULT_POLICY`]) is the documented example in
 //! `examples/tollgate.toml`.
 
-pub mod raw;
 pub mod rates_csv;
+pub mod raw;
 pub mod validate;
 
 use std::fmt;
@@ -89,7 +89,11 @@ pub fn load_file(path: &Path) -> Result<Loaded, ConfigError> {
 /// The embedded default policy; its relative paths (database, token files) are relative
 /// to the current directory.
 pub fn load_default() -> Result<Loaded, ConfigError> {
-    load_str(DEFAULT_POLICY, Path::new(DEFAULT_POLICY_NAME), Path::new(""))
+    load_str(
+        DEFAULT_POLICY,
+        Path::new(DEFAULT_POLICY_NAME),
+        Path::new(""),
+    )
 }
 
 /// Validates policy text said to come from `file`.
@@ -208,16 +212,37 @@ limits = { daily = 1.5, monthly = "10" }
 "#;
         let err = load_str(text, Path::new("p.toml"), Path::new("")).unwrap_err();
         let shown = err.to_string();
-        assert!(shown.contains("p.toml:9: accounts.acme.limits.monthly: account acme needs a monthly money limit"), "{shown}");
-        assert!(shown.contains("p.toml:13: extensions.1001.allowed_cidrs: \"not-a-net\""), "{shown}");
-        assert!(shown.contains("p.toml:14: extensions.1001.limits.daily: write money as a quoted decimal"), "{shown}");
+        assert!(
+            shown.contains(
+                "p.toml:9: accounts.acme.limits.monthly: account acme needs a monthly money limit"
+            ),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("p.toml:13: extensions.1001.allowed_cidrs: \"not-a-net\""),
+            "{shown}"
+        );
+        assert!(
+            shown.contains(
+                "p.toml:14: extensions.1001.limits.daily: write money as a quoted decimal"
+            ),
+            "{shown}"
+        );
     }
 
     #[test]
     fn syntax_and_unknown_keys_name_the_line() {
-        let err = load_str("[server]\nlisten = \"127.0.0.1:1\"\nlisen = 3\n", Path::new("x.toml"), Path::new("")).unwrap_err();
+        let err = load_str(
+            "[server]\nlisten = \"127.0.0.1:1\"\nlisen = 3\n",
+            Path::new("x.toml"),
+            Path::new(""),
+        )
+        .unwrap_err();
         let shown = err.to_string();
-        assert!(shown.starts_with("x.toml:3: unknown field `lisen`"), "{shown}");
+        assert!(
+            shown.starts_with("x.toml:3: unknown field `lisen`"),
+            "{shown}"
+        );
         let err = load_str("a = [\n", Path::new("y.toml"), Path::new("")).unwrap_err();
         assert!(err.to_string().starts_with("y.toml:"), "{err}");
     }
@@ -244,6 +269,9 @@ limits = { daily = "5", monthly = "unlimited" }
         let loaded = load_str(text, Path::new("p.toml"), Path::new("")).unwrap();
         let warnings: Vec<String> = loaded.warnings.iter().map(ToString::to_string).collect();
         assert_eq!(warnings.len(), 2, "{warnings:?}");
-        assert!(warnings[0].contains("accounts.acme.limits.daily"), "{warnings:?}");
+        assert!(
+            warnings[0].contains("accounts.acme.limits.daily"),
+            "{warnings:?}"
+        );
     }
 }

@@ -61,7 +61,10 @@ pub fn parse_rates(text: &str) -> Result<Vec<Rate>, Vec<(usize, String)>> {
         }
     }
     if index[0].is_none() || index[2].is_none() {
-        return Err(vec![(1, "the header needs at least prefix and price_per_minute columns".into())]);
+        return Err(vec![(
+            1,
+            "the header needs at least prefix and price_per_minute columns".into(),
+        )]);
     }
     let mut rates = Vec::new();
     let mut problems = Vec::new();
@@ -80,7 +83,10 @@ pub fn parse_rates(text: &str) -> Result<Vec<Rate>, Vec<(usize, String)>> {
             "" | "false" | "no" | "0" => false,
             "true" | "yes" | "1" => true,
             other => {
-                problems.push((line, format!("blocked must be true or false, not {other:?}")));
+                problems.push((
+                    line,
+                    format!("blocked must be true or false, not {other:?}"),
+                ));
                 continue;
             }
         };

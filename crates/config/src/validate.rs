@@ -140,7 +140,8 @@ pub fn parse_duration(raw: &RawDuration) -> Result<u64, String> {
         RawDuration::Seconds(s) => return Err(format!("duration {s} is negative")),
         RawDuration::Text(t) => t.trim(),
     };
-    let bad = || format!("{text:?} is not a duration (expected e.g. \"90s\", \"2m\", \"1h30m\", \"1d\")");
+    let bad =
+        || format!("{text:?} is not a duration (expected e.g. \"90s\", \"2m\", \"1h30m\", \"1d\")");
     if text.is_empty() {
         return Err(bad());
     }
@@ -197,11 +198,16 @@ fn parse_country(text: &str) -> Result<String, String> {
 }
 
 fn parse_time_zone(text: &str) -> Result<Tz, String> {
-    text.parse::<Tz>()
-        .map_err(|_| format!("unknown time zone {text:?} (expected an IANA name such as \"Europe/Paris\")"))
+    text.parse::<Tz>().map_err(|_| {
+        format!("unknown time zone {text:?} (expected an IANA name such as \"Europe/Paris\")")
+    })
 }
 
-fn rules_from_raw(raw: &RawRules, base: &[String], problems: &mut Vec<Problem>) -> DestinationRules {
+fn rules_from_raw(
+    raw: &RawRules,
+    base: &[String],
+    problems: &mut Vec<Problem>,
+) -> DestinationRules {
     let mut rules = DestinationRules::default();
     if let Some(classes) = &raw.allowed_classes {
         match parse_classes(classes) {
@@ -277,7 +283,11 @@ fn limits_from_raw(
             }
         }
     };
-    limits.daily = field(own.and_then(|l| l.daily.as_ref()), defaults.map(|d| d.daily), "daily");
+    limits.daily = field(
+        own.and_then(|l| l.daily.as_ref()),
+        defaults.map(|d| d.daily),
+        "daily",
+    );
     limits.monthly = field(
         own.and_then(|l| l.monthly.as_ref()),
         defaults.map(|d| d.monthly),
@@ -287,7 +297,11 @@ fn limits_from_raw(
         Some(raw) => match parse_amount(raw) {
             Ok(m) if m >= Money::ZERO => Some(m),
             Ok(_) => {
-                problems.push(Problem::at(base, &["limits", "balance"], "a balance cannot be negative"));
+                problems.push(Problem::at(
+                    base,
+                    &["limits", "balance"],
+                    "a balance cannot be negative",
+                ));
                 None
             }
             Err(e) => {
@@ -300,7 +314,13 @@ fn limits_from_raw(
     limits
 }
 
-fn duration_field(raw: Option<&RawDuration>, default: u64, base: &[String], name: &str, problems: &mut Vec<Problem>) -> u64 {
+fn duration_field(
+    raw: Option<&RawDuration>,
+    default: u64,
+    base: &[String],
+    name: &str,
+    problems: &mut Vec<Problem>,
+) -> u64 {
     match raw.map(parse_duration) {
         None => default,
         Some(Ok(v)) => v,
@@ -323,12 +343,20 @@ pub fn account_from_raw(
 ) -> Result<Account, Vec<Problem>> {
     let mut problems = Vec::new();
     if !valid_id(id) {
-        problems.push(Problem::at(base, &[], format!("account id {id:?} must be 1 to 64 letters, digits, '.', '_', '-' or '@'")));
+        problems.push(Problem::at(
+            base,
+            &[],
+            format!("account id {id:?} must be 1 to 64 letters, digits, '.', '_', '-' or '@'"),
+        ));
     }
     let country = match &raw.country {
         Some(c) => c.trim().to_ascii_uppercase(),
         None => {
-            problems.push(Problem::at(base, &["country"], "country is required (ISO 3166 code such as \"FR\"): it sets the dial plan"));
+            problems.push(Problem::at(
+                base,
+                &["country"],
+                "country is required (ISO 3166 code such as \"FR\"): it sets the dial plan",
+            ));
             "US".to_string()
         }
     };
@@ -348,7 +376,11 @@ pub fn account_from_raw(
     };
     if let Some(p) = &raw.international_prefix {
         if p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()) {
-            problems.push(Problem::at(base, &["international_prefix"], format!("{p:?} must be digits, e.g. \"00\"")));
+            problems.push(Problem::at(
+                base,
+                &["international_prefix"],
+                format!("{p:?} must be digits, e.g. \"00\""),
+            ));
         } else {
             dial_plan.international_prefix = p.clone();
         }
@@ -357,21 +389,31 @@ pub fn account_from_raw(
         if p.is_empty() {
             dial_plan.national_prefix = None;
         } else if !p.bytes().all(|b| b.is_ascii_digit()) {
-            problems.push(Problem::at(base, &["national_prefix"], format!("{p:?} must be digits, e.g. \"0\"")));
+            problems.push(Problem::at(
+                base,
+                &["national_prefix"],
+                format!("{p:?} must be digits, e.g. \"0\""),
+            ));
         } else {
             dial_plan.national_prefix = Some(p.clone());
         }
     }
     if let Some(range) = &raw.internal_digits {
-        match range
-            .split_once('-')
-            .and_then(|(a, b)| Some((a.trim().parse::<usize>().ok()?, b.trim().parse::<usize>().ok()?)))
-        {
+        match range.split_once('-').and_then(|(a, b)| {
+            Some((
+                a.trim().parse::<usize>().ok()?,
+                b.trim().parse::<usize>().ok()?,
+            ))
+        }) {
             Some((min, max)) if min >= 1 && min <= max && max <= 15 => {
                 dial_plan.internal_min_digits = min;
                 dial_plan.internal_max_digits = max;
             }
-            _ => problems.push(Problem::at(base, &["internal_digits"], format!("{range:?} must be \"MIN-MAX\" digits, e.g. \"3-4\""))),
+            _ => problems.push(Problem::at(
+                base,
+                &["internal_digits"],
+                format!("{range:?} must be \"MIN-MAX\" digits, e.g. \"3-4\""),
+            )),
         }
     }
     let plan_currency = raw
@@ -400,21 +442,40 @@ pub fn account_from_raw(
     };
     if let Some(plan) = &raw.plan {
         if !policy.plans.contains_key(plan) {
-            problems.push(Problem::at(base, &["plan"], format!("charging plan {plan:?} is not defined under [plans]")));
+            problems.push(Problem::at(
+                base,
+                &["plan"],
+                format!("charging plan {plan:?} is not defined under [plans]"),
+            ));
         }
     }
     if let Some(schedule) = &raw.schedule {
         if !policy.schedules.contains_key(schedule) {
-            problems.push(Problem::at(base, &["schedule"], format!("schedule {schedule:?} is not defined under [schedules]")));
+            problems.push(Problem::at(
+                base,
+                &["schedule"],
+                format!("schedule {schedule:?} is not defined under [schedules]"),
+            ));
         }
     }
     if let Some(parent) = &raw.parent {
         if !policy.accounts.contains_key(parent) {
-            problems.push(Problem::at(base, &["parent"], format!("parent account {parent:?} is not defined (or forms a cycle)")));
+            problems.push(Problem::at(
+                base,
+                &["parent"],
+                format!("parent account {parent:?} is not defined (or forms a cycle)"),
+            ));
         }
     }
     let subject = format!("account {id}");
-    let limits = limits_from_raw(raw.limits.as_ref(), None, base, &subject, &mut problems, warnings);
+    let limits = limits_from_raw(
+        raw.limits.as_ref(),
+        None,
+        base,
+        &subject,
+        &mut problems,
+        warnings,
+    );
     let mut rules_base = base.to_vec();
     rules_base.push("rules".into());
     let rules = raw
@@ -450,7 +511,11 @@ pub fn account_from_raw(
                 }
             }
             if missing {
-                local.push(Problem::at(&defaults_base, &["limits"], "extension_defaults.limits needs both daily and monthly"));
+                local.push(Problem::at(
+                    &defaults_base,
+                    &["limits"],
+                    "extension_defaults.limits needs both daily and monthly",
+                ));
             }
             problems.extend(local);
             defaults.limits = Some(parsed);
@@ -505,13 +570,23 @@ pub fn extension_from_raw(
 ) -> Result<Extension, Vec<Problem>> {
     let mut problems = Vec::new();
     if !valid_id(id) {
-        problems.push(Problem::at(base, &[], format!("extension id {id:?} must be 1 to 64 letters, digits, '.', '_', '-' or '@'")));
+        problems.push(Problem::at(
+            base,
+            &[],
+            format!("extension id {id:?} must be 1 to 64 letters, digits, '.', '_', '-' or '@'"),
+        ));
     }
     let account = policy.accounts.get(&raw.account);
     if account.is_none() {
-        problems.push(Problem::at(base, &["account"], format!("account {:?} is not defined", raw.account)));
+        problems.push(Problem::at(
+            base,
+            &["account"],
+            format!("account {:?} is not defined", raw.account),
+        ));
     }
-    let defaults = account.map(|a| a.extension_defaults.clone()).unwrap_or_default();
+    let defaults = account
+        .map(|a| a.extension_defaults.clone())
+        .unwrap_or_default();
     let mut allowed_cidrs = Vec::new();
     for cidr in &raw.allowed_cidrs {
         let parsed = cidr
@@ -523,7 +598,11 @@ pub fn extension_from_raw(
         }
     }
     if raw.allowed_cidrs.is_empty() {
-        warnings.push(Problem::at(base, &["allowed_cidrs"], format!("extension {id} may call from any address: restrict it to its sites")));
+        warnings.push(Problem::at(
+            base,
+            &["allowed_cidrs"],
+            format!("extension {id} may call from any address: restrict it to its sites"),
+        ));
     }
     let subject = format!("extension {id}");
     let limits = limits_from_raw(
@@ -543,7 +622,11 @@ pub fn extension_from_raw(
         .unwrap_or_default();
     if let Some(schedule) = &raw.schedule {
         if !policy.schedules.contains_key(schedule) {
-            problems.push(Problem::at(base, &["schedule"], format!("schedule {schedule:?} is not defined under [schedules]")));
+            problems.push(Problem::at(
+                base,
+                &["schedule"],
+                format!("schedule {schedule:?} is not defined under [schedules]"),
+            ));
         }
     }
     let max_call = duration_field(
@@ -554,7 +637,11 @@ pub fn extension_from_raw(
         &mut problems,
     );
     if max_call == 0 || max_call > 86_400 {
-        problems.push(Problem::at(base, &["max_call_duration"], "must be between 1 second and 1 day"));
+        problems.push(Problem::at(
+            base,
+            &["max_call_duration"],
+            "must be between 1 second and 1 day",
+        ));
     }
     if problems.is_empty() {
         Ok(Extension {
@@ -598,7 +685,11 @@ fn rate_from_raw(raw: &RawRate, base: &[String], problems: &mut Vec<Problem>) ->
                 }
             },
             None if required => {
-                problems.push(Problem::at(base, &[name], format!("{name} is required unless the rate is blocked")));
+                problems.push(Problem::at(
+                    base,
+                    &[name],
+                    format!("{name} is required unless the rate is blocked"),
+                ));
                 Money::ZERO
             }
             None => Money::ZERO,
@@ -626,7 +717,12 @@ fn rate_from_raw(raw: &RawRate, base: &[String], problems: &mut Vec<Problem>) ->
     })
 }
 
-fn plan_from_raw(name: &str, raw: &RawPlan, base_dir: &Path, problems: &mut Vec<Problem>) -> ChargingPlan {
+fn plan_from_raw(
+    name: &str,
+    raw: &RawPlan,
+    base_dir: &Path,
+    problems: &mut Vec<Problem>,
+) -> ChargingPlan {
     let base = vec!["plans".to_string(), name.to_string()];
     let currency = raw.currency.parse::<Currency>().unwrap_or_else(|e| {
         problems.push(Problem::at(&base, &["currency"], e));
@@ -654,7 +750,12 @@ fn plan_from_raw(name: &str, raw: &RawPlan, base_dir: &Path, problems: &mut Vec<
     }
     // Rates written in the policy come after the CSV and replace its lines.
     for (i, raw_rate) in raw.rates.iter().enumerate() {
-        let rate_base = vec!["plans".to_string(), name.to_string(), "rates".to_string(), i.to_string()];
+        let rate_base = vec![
+            "plans".to_string(),
+            name.to_string(),
+            "rates".to_string(),
+            i.to_string(),
+        ];
         if let Some(rate) = rate_from_raw(raw_rate, &rate_base, problems) {
             let prefix = rate.prefix.clone();
             let _ = plan.rates.insert(&prefix, rate);
@@ -702,7 +803,11 @@ fn schedule_from_raw(name: &str, raw: &RawSchedule, problems: &mut Vec<Problem>)
     for h in &raw.holidays {
         match h.parse::<NaiveDate>() {
             Ok(d) => holidays.push(d),
-            Err(_) => problems.push(Problem::at(&base, &["holidays"], format!("{h:?} is not a date (expected YYYY-MM-DD)"))),
+            Err(_) => problems.push(Problem::at(
+                &base,
+                &["holidays"],
+                format!("{h:?} is not a date (expected YYYY-MM-DD)"),
+            )),
         }
     }
     holidays.sort();
@@ -745,7 +850,10 @@ pub fn build(raw: &RawPolicy, base_dir: &Path) -> (Policy, Settings, Vec<Problem
     // Server.
     let listen = match &raw.server.listen {
         Some(text) => text.parse::<SocketAddr>().unwrap_or_else(|_| {
-            problems.push(Problem::new(&["server", "listen"], format!("{text:?} is not an address:port (e.g. \"127.0.0.1:8480\")")));
+            problems.push(Problem::new(
+                &["server", "listen"],
+                format!("{text:?} is not an address:port (e.g. \"127.0.0.1:8480\")"),
+            ));
             SocketAddr::from(([127, 0, 0, 1], 8480))
         }),
         None => SocketAddr::from(([127, 0, 0, 1], 8480)),
@@ -765,7 +873,11 @@ pub fn build(raw: &RawPolicy, base_dir: &Path) -> (Policy, Settings, Vec<Problem
         listen,
         database: base_dir.join(raw.server.database.as_deref().unwrap_or("tollgate.db")),
         durability,
-        max_body_bytes: raw.server.max_body_bytes.unwrap_or(64 * 1024).clamp(1024, 16 * 1024 * 1024) as usize,
+        max_body_bytes: raw
+            .server
+            .max_body_bytes
+            .unwrap_or(64 * 1024)
+            .clamp(1024, 16 * 1024 * 1024) as usize,
     };
 
     // Tokens.
@@ -778,7 +890,11 @@ pub fn build(raw: &RawPolicy, base_dir: &Path) -> (Policy, Settings, Vec<Problem
                 "calls" => scopes.push(Scope::Calls),
                 "read" => scopes.push(Scope::Read),
                 "admin" => scopes.push(Scope::Admin),
-                other => problems.push(Problem::at(&base, &["scopes"], format!("unknown scope {other:?} (expected \"calls\", \"read\" or \"admin\")"))),
+                other => problems.push(Problem::at(
+                    &base,
+                    &["scopes"],
+                    format!("unknown scope {other:?} (expected \"calls\", \"read\" or \"admin\")"),
+                )),
             }
         }
         let sources = [t.sha256.is_some(), t.file.is_some(), t.env.is_some()]
@@ -786,14 +902,25 @@ pub fn build(raw: &RawPolicy, base_dir: &Path) -> (Policy, Settings, Vec<Problem
             .filter(|x| **x)
             .count();
         if sources != 1 {
-            problems.push(Problem::at(&base, &[], format!("token {:?} needs exactly one of sha256, file or env", t.name)));
+            problems.push(Problem::at(
+                &base,
+                &[],
+                format!(
+                    "token {:?} needs exactly one of sha256, file or env",
+                    t.name
+                ),
+            ));
             continue;
         }
         let source = if let Some(hex_text) = &t.sha256 {
             match decode_sha256(hex_text) {
                 Some(bytes) => TokenSource::Sha256(bytes),
                 None => {
-                    problems.push(Problem::at(&base, &["sha256"], "must be 64 hex digits (sha256sum of the token)"));
+                    problems.push(Problem::at(
+                        &base,
+                        &["sha256"],
+                        "must be 64 hex digits (sha256sum of the token)",
+                    ));
                     continue;
                 }
             }
@@ -809,20 +936,40 @@ pub fn build(raw: &RawPolicy, base_dir: &Path) -> (Policy, Settings, Vec<Problem
         });
     }
     if tokens.is_empty() {
-        warnings.push(Problem::new(&["tokens"], "no API tokens: every /v1 request will be refused"));
+        warnings.push(Problem::new(
+            &["tokens"],
+            "no API tokens: every /v1 request will be refused",
+        ));
     }
 
     // Credit, emergency numbers, high-risk list.
     let defaults = CreditSettings::default();
     policy.credit = CreditSettings {
-        answer_timeout_s: duration_field(raw.credit.answer_timeout.as_ref(), u64::from(defaults.answer_timeout_s), &["credit".into()], "answer_timeout", &mut problems).min(86_400) as u32,
-        expiry_grace_s: duration_field(raw.credit.expiry_grace.as_ref(), u64::from(defaults.expiry_grace_s), &["credit".into()], "expiry_grace", &mut problems).min(86_400) as u32,
+        answer_timeout_s: duration_field(
+            raw.credit.answer_timeout.as_ref(),
+            u64::from(defaults.answer_timeout_s),
+            &["credit".into()],
+            "answer_timeout",
+            &mut problems,
+        )
+        .min(86_400) as u32,
+        expiry_grace_s: duration_field(
+            raw.credit.expiry_grace.as_ref(),
+            u64::from(defaults.expiry_grace_s),
+            &["credit".into()],
+            "expiry_grace",
+            &mut problems,
+        )
+        .min(86_400) as u32,
     };
     if let Some(numbers) = &raw.emergency_numbers {
         policy.emergency_numbers = Vec::new();
         for n in numbers {
             if n.is_empty() || n.len() > 8 || !n.bytes().all(|b| b.is_ascii_digit()) {
-                problems.push(Problem::new(&["emergency_numbers"], format!("{n:?} must be a short code of 1 to 8 digits")));
+                problems.push(Problem::new(
+                    &["emergency_numbers"],
+                    format!("{n:?} must be a short code of 1 to 8 digits"),
+                ));
             } else {
                 policy.emergency_numbers.push(n.clone());
             }
@@ -840,7 +987,10 @@ pub fn build(raw: &RawPolicy, base_dir: &Path) -> (Policy, Settings, Vec<Problem
     for (name, raw_plan) in &raw.plans {
         let plan = plan_from_raw(name, raw_plan, base_dir, &mut problems);
         if plan.rates.is_empty() {
-            warnings.push(Problem::new(&["plans", name], format!("plan {name} has no rates: every call charged by it will be denied")));
+            warnings.push(Problem::new(
+                &["plans", name],
+                format!("plan {name} has no rates: every call charged by it will be denied"),
+            ));
         }
         policy.plans.insert(name.clone(), plan);
     }
@@ -879,7 +1029,10 @@ pub fn build(raw: &RawPolicy, base_dir: &Path) -> (Policy, Settings, Vec<Problem
         }
     }
     for (id, _) in pending {
-        problems.push(Problem::new(&["accounts", id, "parent"], format!("account {id} is part of a parent cycle")));
+        problems.push(Problem::new(
+            &["accounts", id, "parent"],
+            format!("account {id} is part of a parent cycle"),
+        ));
     }
     for (id, ext) in &raw.extensions {
         let base = vec!["extensions".to_string(), id.clone()];
@@ -914,24 +1067,46 @@ mod tests {
 
     #[test]
     fn durations() {
-        let cases = [("90", 90), ("90s", 90), ("2m", 120), ("1h30m", 5400), ("1d", 86_400)];
+        let cases = [
+            ("90", 90),
+            ("90s", 90),
+            ("2m", 120),
+            ("1h30m", 5400),
+            ("1d", 86_400),
+        ];
         for (text, secs) in cases {
-            assert_eq!(parse_duration(&RawDuration::Text(text.into())).unwrap(), secs, "{text}");
+            assert_eq!(
+                parse_duration(&RawDuration::Text(text.into())).unwrap(),
+                secs,
+                "{text}"
+            );
         }
         assert_eq!(parse_duration(&RawDuration::Seconds(5)).unwrap(), 5);
         for bad in ["", "1x", "m", "1.5h", "-3s"] {
-            assert!(parse_duration(&RawDuration::Text(bad.into())).is_err(), "{bad}");
+            assert!(
+                parse_duration(&RawDuration::Text(bad.into())).is_err(),
+                "{bad}"
+            );
         }
         assert!(parse_duration(&RawDuration::Seconds(-1)).is_err());
     }
 
     #[test]
     fn amounts_refuse_floats() {
-        assert_eq!(parse_amount(&RawAmount::Integer(20)).unwrap(), Money::from_cents(2000));
-        assert_eq!(parse_amount(&RawAmount::Text("0.05".into())).unwrap(), Money::from_cents(5));
+        assert_eq!(
+            parse_amount(&RawAmount::Integer(20)).unwrap(),
+            Money::from_cents(2000)
+        );
+        assert_eq!(
+            parse_amount(&RawAmount::Text("0.05".into())).unwrap(),
+            Money::from_cents(5)
+        );
         let err = parse_amount(&RawAmount::Float(0.05)).unwrap_err();
         assert!(err.contains("quoted decimal"), "{err}");
-        assert_eq!(parse_limit(&RawAmount::Text("unlimited".into())).unwrap(), Limit::Unlimited);
+        assert_eq!(
+            parse_limit(&RawAmount::Text("unlimited".into())).unwrap(),
+            Limit::Unlimited
+        );
         assert!(parse_limit(&RawAmount::Text("-1".into())).is_err());
     }
 }

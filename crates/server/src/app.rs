@@ -45,15 +45,18 @@ pub struct App {
 }
 
 /// Accounts must be added parents first; returns them in that order.
-fn parents_first(accounts: Vec<(String, RawAccount)>, known: &HashSet<String>) -> Vec<(String, RawAccount)> {
+fn parents_first(
+    accounts: Vec<(String, RawAccount)>,
+    known: &HashSet<String>,
+) -> Vec<(String, RawAccount)> {
     let mut ordered = Vec::with_capacity(accounts.len());
     let mut placed: HashSet<String> = known.clone();
     let mut pending = accounts;
     loop {
         let before = pending.len();
-        let (ready, rest): (Vec<_>, Vec<_>) = pending.into_iter().partition(|(_, a)| {
-            a.parent.as_ref().is_none_or(|p| placed.contains(p))
-        });
+        let (ready, rest): (Vec<_>, Vec<_>) = pending
+            .into_iter()
+            .partition(|(_, a)| a.parent.as_ref().is_none_or(|p| placed.contains(p)));
         for (id, account) in ready {
             placed.insert(id.clone());
             ordered.push((id, account));
@@ -75,15 +78,21 @@ impl App {
             tollgate_config::Durability::Normal => tollgate_store::Durability::Normal,
             tollgate_config::Durability::Full => tollgate_store::Durability::Full,
         };
-        let store = SqliteStore::open(&settings.database, durability).map_err(|source| StartError::Store {
-            path: settings.database.display().to_string(),
-            source,
+        let store = SqliteStore::open(&settings.database, durability).map_err(|source| {
+            StartError::Store {
+                path: settings.database.display().to_string(),
+                source,
+            }
         })?;
         App::start_with_store(loaded, Box::new(store), now)
     }
 
     /// Starts on a given store (tests, other back ends).
-    pub fn start_with_store(loaded: Loaded, store: Box<dyn Store>, now: DateTime<Utc>) -> Result<Arc<App>, StartError> {
+    pub fn start_with_store(
+        loaded: Loaded,
+        store: Box<dyn Store>,
+        now: DateTime<Utc>,
+    ) -> Result<Arc<App>, StartError> {
         let tokens = load_tokens(&loaded.settings.tokens)?;
         let Loaded {
             mut policy,
@@ -118,7 +127,9 @@ impl App {
             "ledger restored"
         );
         let metrics = Metrics::new();
-        metrics.active_calls.set(engine.ledger.active_call_count() as i64);
+        metrics
+            .active_calls
+            .set(engine.ledger.active_call_count() as i64);
         Ok(Arc::new(App {
             engine: Mutex::new(engine),
             journal: Arc::new(journal),
@@ -131,7 +142,9 @@ impl App {
     /// The engine, locked. A poisoned lock (a panic while held, which the lints forbid) is
     /// recovered: the engine's own invariants hold between operations.
     pub fn engine(&self) -> MutexGuard<'_, Engine> {
-        self.engine.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.engine
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Queues changes; the receiver resolves when they are durable. Call while holding the
@@ -193,9 +206,14 @@ impl App {
                 return Ok(0);
             }
             self.count_events(&events);
-            self.metrics.active_calls.set(engine.ledger.active_call_count() as i64);
+            self.metrics
+                .active_calls
+                .set(engine.ledger.active_call_count() as i64);
             let count = events.len();
-            (self.commit(events.into_iter().map(Change::Ledger).collect()), count)
+            (
+                self.commit(events.into_iter().map(Change::Ledger).collect()),
+                count,
+            )
         };
         rx.await.map_err(|_| StoreError::Closed)??;
         Ok(count)
@@ -252,11 +270,15 @@ fn merge_directory(
             (Origin::Api, false) => match entity.kind {
                 EntityKind::Account => match serde_json::from_str::<RawAccount>(&entity.body) {
                     Ok(raw) => api_accounts.push((entity.id, raw)),
-                    Err(e) => tracing::error!(id = %entity.id, error = %e, "stored account is unreadable: kept in the store, not loaded"),
+                    Err(e) => {
+                        tracing::error!(id = %entity.id, error = %e, "stored account is unreadable: kept in the store, not loaded")
+                    }
                 },
                 EntityKind::Extension => match serde_json::from_str::<RawExtension>(&entity.body) {
                     Ok(raw) => api_extensions.push((entity.id, raw)),
-                    Err(e) => tracing::error!(id = %entity.id, error = %e, "stored extension is unreadable: kept in the store, not loaded"),
+                    Err(e) => {
+                        tracing::error!(id = %entity.id, error = %e, "stored extension is unreadable: kept in the store, not loaded")
+                    }
                 },
             },
         }
@@ -272,7 +294,10 @@ fn merge_directory(
                 }
             }
             Err(problems) => {
-                let text: Vec<String> = problems.iter().map(|p| format!("{}: {}", p.key_text(), p.message)).collect();
+                let text: Vec<String> = problems
+                    .iter()
+                    .map(|p| format!("{}: {}", p.key_text(), p.message))
+                    .collect();
                 tracing::error!(%id, problems = %text.join("; "), "stored account no longer fits the policy: kept in the store, not loaded");
             }
         }
@@ -286,7 +311,10 @@ fn merge_directory(
                 }
             }
             Err(problems) => {
-                let text: Vec<String> = problems.iter().map(|p| format!("{}: {}", p.key_text(), p.message)).collect();
+                let text: Vec<String> = problems
+                    .iter()
+                    .map(|p| format!("{}: {}", p.key_text(), p.message))
+                    .collect();
                 tracing::error!(%id, problems = %text.join("; "), "stored extension no longer fits the policy: kept in the store, not loaded");
             }
         }

@@ -142,7 +142,11 @@ pub fn load_tokens(specs: &[TokenSpec]) -> Result<Vec<Token>, TokenError> {
 /// The caller behind a request's `Authorization: Bearer` header.
 pub fn authenticate(tokens: &[Token], headers: &HeaderMap) -> Result<Caller, ApiError> {
     let unauthorized = |message: &str| {
-        ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message.to_string())
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            message.to_string(),
+        )
     };
     let header = headers
         .get(axum::http::header::AUTHORIZATION)

@@ -125,9 +125,16 @@ mod tests {
         let err = parse::<Req>(br#"{"name":"a","count":1,"inner":{"value":"x"}}"#).unwrap_err();
         assert_eq!(err.field.as_deref(), Some("inner.value"));
         let err = parse::<Req>(br#"{"name":"a","count":1,"extra":1}"#).unwrap_err();
-        assert!(err.message.contains("unknown field `extra`"), "{}", err.message);
+        assert!(
+            err.message.contains("unknown field `extra`"),
+            "{}",
+            err.message
+        );
         let err = parse::<Req>(br#"{"name":"#).unwrap_err();
-        assert_eq!((err.status, err.code), (StatusCode::BAD_REQUEST, "malformed_json"));
+        assert_eq!(
+            (err.status, err.code),
+            (StatusCode::BAD_REQUEST, "malformed_json")
+        );
         let err = parse::<Req>(br#"{"name":"a","count":1} {}"#).unwrap_err();
         assert_eq!(err.code, "malformed_json");
     }

@@ -25,7 +25,11 @@ pub use routes::router;
 
 /// Serves the API on `listener` until `shutdown` resolves, then drains requests in flight
 /// and waits until every acknowledged change is durable.
-pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+pub async fn serve(
+    listener: TcpListener,
+    app: Arc<App>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
     let expiry_app = app.clone();
     let expiry = tokio::spawn(async move {
@@ -37,7 +41,10 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: impl Future<O
             }
             match expiry_app.expire_now(Utc::now()).await {
                 Ok(0) => {}
-                Ok(n) => tracing::info!(calls = n, "settled calls whose end never came at their granted amount"),
+                Ok(n) => tracing::info!(
+                    calls = n,
+                    "settled calls whose end never came at their granted amount"
+                ),
                 Err(e) => tracing::error!(error = %e, "could not record expired calls"),
             }
         }

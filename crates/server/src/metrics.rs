@@ -38,23 +38,43 @@ impl Metrics {
     pub fn new() -> Metrics {
         let mut registry = Registry::with_prefix("tollgate");
         let decisions = Family::<DecisionLabels, Counter>::default();
-        registry.register("decisions", "Call decisions by outcome and deny code", decisions.clone());
-        let settlements = Family::<ReasonLabels, Counter>::default();
-        registry.register("settlements", "Settled calls by reason (ended, expired)", settlements.clone());
-        let charged_micros = Counter::default();
-        registry.register("charged_micros", "Money charged, in millionths of the currency unit", charged_micros.clone());
-        let active_calls = Gauge::default();
-        registry.register("active_calls", "Calls holding a reservation", active_calls.clone());
-        let authorize_seconds = Histogram::new(
-            [0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1].into_iter(),
+        registry.register(
+            "decisions",
+            "Call decisions by outcome and deny code",
+            decisions.clone(),
         );
+        let settlements = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "settlements",
+            "Settled calls by reason (ended, expired)",
+            settlements.clone(),
+        );
+        let charged_micros = Counter::default();
+        registry.register(
+            "charged_micros",
+            "Money charged, in millionths of the currency unit",
+            charged_micros.clone(),
+        );
+        let active_calls = Gauge::default();
+        registry.register(
+            "active_calls",
+            "Calls holding a reservation",
+            active_calls.clone(),
+        );
+        let authorize_seconds = Histogram::new([
+            0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1,
+        ]);
         registry.register(
             "authorize_seconds",
             "Time to decide and durably record an authorize request",
             authorize_seconds.clone(),
         );
         let api_errors = Family::<StatusLabels, Counter>::default();
-        registry.register("api_errors", "API requests refused or failed, by HTTP status", api_errors.clone());
+        registry.register(
+            "api_errors",
+            "API requests refused or failed, by HTTP status",
+            api_errors.clone(),
+        );
         Metrics {
             registry,
             decisions,

@@ -53,7 +53,9 @@ impl Auth {
 
     /// Read access, which the PBX's call-control token also has for calls and credit.
     fn require_read_or_calls(&self) -> Result<(), ApiError> {
-        self.0.require(Scope::Read).or_else(|_| self.0.require(Scope::Calls))
+        self.0
+            .require(Scope::Read)
+            .or_else(|_| self.0.require(Scope::Calls))
     }
 }
 
@@ -79,7 +81,9 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/extensions", get(list_extensions))
         .route(
             "/v1/extensions/{id}",
-            get(get_extension).put(put_extension).delete(delete_extension),
+            get(get_extension)
+                .put(put_extension)
+                .delete(delete_extension),
         )
         .route("/v1/extensions/{id}/suspend", post(suspend_extension))
         .route("/v1/extensions/{id}/resume", post(resume_extension))
@@ -100,7 +104,10 @@ async fn healthz() -> Json<Value> {
 
 async fn metrics(State(app): State<Arc<App>>) -> Response {
     (
-        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
         app.metrics.render(),
     )
         .into_response()
@@ -123,7 +130,10 @@ fn instant(at: Option<DateTime<Utc>>) -> Result<DateTime<Utc>, ApiError> {
     }
 }
 
-async fn durable(app: &App, rx: tokio::sync::oneshot::Receiver<Result<(), StoreError>>) -> Result<(), ApiError> {
+async fn durable(
+    app: &App,
+    rx: tokio::sync::oneshot::Receiver<Result<(), StoreError>>,
+) -> Result<(), ApiError> {
     match rx.await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => Err(ApiError::internal("store write failed", e)),
@@ -149,14 +159,19 @@ struct AuthorizeBody {
     at: Option<DateTime<Utc>>,
 }
 
-async fn authorize(State(app): State<Arc<App>>, auth: Auth, ApiJson(body): ApiJson<AuthorizeBody>) -> Result<Response, ApiError> {
+async fn authorize(
+    State(app): State<Arc<App>>,
+    auth: Auth,
+    ApiJson(body): ApiJson<AuthorizeBody>,
+) -> Result<Response, ApiError> {
     auth.require(Scope::Calls)?;
     let started = Instant::now();
-    let source_ip: IpAddr = body
-        .source_ip
-        .trim()
-        .parse()
-        .map_err(|_| ApiError::invalid("source_ip", format!("{:?} is not an IPv4 or IPv6 address", body.source_ip)))?;
+    let source_ip: IpAddr = body.source_ip.trim().parse().map_err(|_| {
+        ApiError::invalid(
+            "source_ip",
+            format!("{:?} is not an IPv4 or IPv6 address", body.source_ip),
+        )
+    })?;
     let now = instant(body.at)?;
     let request = AuthorizeRequest {
         call_id: &body.call_id,
@@ -168,19 +183,30 @@ async fn authorize(State(app): State<Arc<App>>, auth: Auth, ApiJson(body): ApiJs
         let mut engine = app.engine();
         let (decision, event) = engine.authorize(&request, now)?;
         let rx = event.map(|e| app.commit(vec![Change::Ledger(e)]));
-        app.metrics.active_calls.set(engine.ledger.active_call_count() as i64);
+        app.metrics
+            .active_calls
+            .set(engine.ledger.active_call_count() as i64);
         (decision, rx)
     };
     if let Some(rx) = rx {
         durable(&app, rx).await?;
     }
     let labels = match &decision {
-        Decision::Allow(_) => DecisionLabels { decision: "allow", code: "" },
-        Decision::Deny(d) => DecisionLabels { decision: "deny", code: d.code.as_str() },
+        Decision::Allow(_) => DecisionLabels {
+            decision: "allow",
+            code: "",
+        },
+        Decision::Deny(d) => DecisionLabels {
+            decision: "deny",
+            code: d.code.as_str(),
+        },
     };
     app.metrics.decisions.get_or_create(&labels).inc();
-    app.metrics.authorize_seconds.observe(started.elapsed().as_secs_f64());
-    let mut value = serde_json::to_value(&decision).map_err(|e| ApiError::internal("encode decision", e))?;
+    app.metrics
+        .authorize_seconds
+        .observe(started.elapsed().as_secs_f64());
+    let mut value =
+        serde_json::to_value(&decision).map_err(|e| ApiError::internal("encode decision", e))?;
     if let Value::Object(map) = &mut value {
         map.insert("call_id".into(), Value::String(body.call_id));
     }
@@ -226,23 +252,40 @@ impl From<&ActiveCall> for CallView {
     }
 }
 
-async fn get_call(State(app): State<Arc<App>>, auth: Auth, Path(call_id): Path<String>) -> Result<Json<CallView>, ApiError> {
+async fn get_call(
+    State(app): State<Arc<App>>,
+    auth: Auth,
+    Path(call_id): Path<String>,
+) -> Result<Json<CallView>, ApiError> {
     auth.require_read_or_calls()?;
     let engine = app.engine();
     engine
         .ledger
         .call(&call_id)
         .map(|c| Json(CallView::from(c)))
-        .ok_or_else(|| ApiError::not_found("unknown_call", format!("call {call_id:?} is not in progress")))
+        .ok_or_else(|| {
+            ApiError::not_found(
+                "unknown_call",
+                format!("call {call_id:?} is not in progress"),
+            )
+        })
 }
 
-async fn answer(State(app): State<Arc<App>>, auth: Auth, Path(call_id): Path<String>, OptionalJson(body): OptionalJson<AtBody>) -> Result<Json<CallView>, ApiError> {
+async fn answer(
+    State(app): State<Arc<App>>,
+    auth: Auth,
+    Path(call_id): Path<String>,
+    OptionalJson(body): OptionalJson<AtBody>,
+) -> Result<Json<CallView>, ApiError> {
     auth.require(Scope::Calls)?;
     let at = instant(body.at)?;
     let (view, rx) = {
         let mut engine = app.engine();
         let (call, event) = engine.answer(&call_id, at)?;
-        (CallView::from(&call), app.commit(vec![Change::Ledger(event)]))
+        (
+            CallView::from(&call),
+            app.commit(vec![Change::Ledger(event)]),
+        )
     };
     durable(&app, rx).await?;
     Ok(Json(view))
@@ -255,7 +298,12 @@ struct ExtendBody {
     at: Option<DateTime<Utc>>,
 }
 
-async fn extend(State(app): State<Arc<App>>, auth: Auth, Path(call_id): Path<String>, OptionalJson(body): OptionalJson<ExtendBody>) -> Result<Response, ApiError> {
+async fn extend(
+    State(app): State<Arc<App>>,
+    auth: Auth,
+    Path(call_id): Path<String>,
+    OptionalJson(body): OptionalJson<ExtendBody>,
+) -> Result<Response, ApiError> {
     auth.require(Scope::Calls)?;
     if body.seconds == Some(0) {
         return Err(ApiError::invalid("seconds", "must be at least 1"));
@@ -279,10 +327,18 @@ struct EndBody {
     at: Option<DateTime<Utc>>,
 }
 
-async fn end(State(app): State<Arc<App>>, auth: Auth, Path(call_id): Path<String>, OptionalJson(body): OptionalJson<EndBody>) -> Result<Json<Value>, ApiError> {
+async fn end(
+    State(app): State<Arc<App>>,
+    auth: Auth,
+    Path(call_id): Path<String>,
+    OptionalJson(body): OptionalJson<EndBody>,
+) -> Result<Json<Value>, ApiError> {
     auth.require(Scope::Calls)?;
     if body.duration_s.is_some_and(|d| d > 7 * 86_400) {
-        return Err(ApiError::invalid("duration_s", "must be at most 604800 (7 days)"));
+        return Err(ApiError::invalid(
+            "duration_s",
+            "must be at most 604800 (7 days)",
+        ));
     }
     let at = instant(body.at)?;
     let (settlement, rx) = {
@@ -290,7 +346,9 @@ async fn end(State(app): State<Arc<App>>, auth: Auth, Path(call_id): Path<String
         let (settlement, event) = engine.end(&call_id, body.duration_s, at)?;
         let events = [event];
         app.count_events(&events);
-        app.metrics.active_calls.set(engine.ledger.active_call_count() as i64);
+        app.metrics
+            .active_calls
+            .set(engine.ledger.active_call_count() as i64);
         let [event] = events;
         (settlement, app.commit(vec![Change::Ledger(event)]))
     };
@@ -347,7 +405,11 @@ fn problems_to_error(problems: Vec<Problem>) -> ApiError {
             }
         })
         .collect();
-    let mut error = ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", messages.join("; "));
+    let mut error = ApiError::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_field",
+        messages.join("; "),
+    );
     if !field.is_empty() {
         error.field = Some(field);
     }
@@ -356,9 +418,17 @@ fn problems_to_error(problems: Vec<Problem>) -> ApiError {
 
 fn directory_error(e: DirectoryError) -> ApiError {
     match e {
-        DirectoryError::UnknownAccount(_) | DirectoryError::UnknownExtension(_) => ApiError::not_found("not_found", e.to_string()),
-        DirectoryError::AccountInUse { .. } => ApiError::new(StatusCode::CONFLICT, "in_use", e.to_string()),
-        _ => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", e.to_string()),
+        DirectoryError::UnknownAccount(_) | DirectoryError::UnknownExtension(_) => {
+            ApiError::not_found("not_found", e.to_string())
+        }
+        DirectoryError::AccountInUse { .. } => {
+            ApiError::new(StatusCode::CONFLICT, "in_use", e.to_string())
+        }
+        _ => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_field",
+            e.to_string(),
+        ),
     }
 }
 
@@ -370,21 +440,33 @@ fn managed_by_policy(kind: &str, id: &str) -> ApiError {
     )
 }
 
-async fn list_accounts(State(app): State<Arc<App>>, auth: Auth, Query(query): Query<ListQuery>) -> Result<Json<Value>, ApiError> {
+async fn list_accounts(
+    State(app): State<Arc<App>>,
+    auth: Auth,
+    Query(query): Query<ListQuery>,
+) -> Result<Json<Value>, ApiError> {
     auth.require(Scope::Read)?;
     let engine = app.engine();
     let ids = page(engine.policy.accounts.keys(), &query);
     Ok(Json(json!({ "accounts": ids })))
 }
 
-async fn list_extensions(State(app): State<Arc<App>>, auth: Auth, Query(query): Query<ListQuery>) -> Result<Json<Value>, ApiError> {
+async fn list_extensions(
+    State(app): State<Arc<App>>,
+    auth: Auth,
+    Query(query): Query<ListQuery>,
+) -> Result<Json<Value>, ApiError> {
     auth.require(Scope::Read)?;
     let engine = app.engine();
     let ids = page(engine.policy.extensions.keys(), &query);
     Ok(Json(json!({ "extensions": ids })))
 }
 
-async fn stored_body(app: &App, kind: EntityKind, id: &str) -> Result<Option<StoredEntity>, ApiError> {
+async fn stored_body(
+    app: &App,
+    kind: EntityKind,
+    id: &str,
+) -> Result<Option<StoredEntity>, ApiError> {
     let id = id.to_string();
     let entities = app
         .read_store(move |store| store.load_entities())
@@ -393,15 +475,17 @@ async fn stored_body(app: &App, kind: EntityKind, id: &str) -> Result<Option<Sto
     Ok(entities.into_iter().find(|e| e.kind == kind && e.id == id))
 }
 
-async fn get_account(State(app): State<Arc<App>>, auth: Auth, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+async fn get_account(
+    State(app): State<Arc<App>>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     auth.require(Scope::Read)?;
     let view = {
         let engine = app.engine();
-        let account = engine
-            .policy
-            .accounts
-            .get(&id)
-            .ok_or_else(|| ApiError::not_found("not_found", format!("account {id:?} does not exist")))?;
+        let account = engine.policy.accounts.get(&id).ok_or_else(|| {
+            ApiError::not_found("not_found", format!("account {id:?} does not exist"))
+        })?;
         json!({
             "id": account.id,
             "name": account.name,
@@ -431,15 +515,17 @@ fn limits_view(limits: &tollgate_core::policy::Limits) -> Value {
     })
 }
 
-async fn get_extension(State(app): State<Arc<App>>, auth: Auth, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+async fn get_extension(
+    State(app): State<Arc<App>>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     auth.require(Scope::Read)?;
     let view = {
         let engine = app.engine();
-        let ext = engine
-            .policy
-            .extensions
-            .get(&id)
-            .ok_or_else(|| ApiError::not_found("not_found", format!("extension {id:?} does not exist")))?;
+        let ext = engine.policy.extensions.get(&id).ok_or_else(|| {
+            ApiError::not_found("not_found", format!("extension {id:?} does not exist"))
+        })?;
         json!({
             "id": ext.id,
             "account": ext.account,
@@ -459,7 +545,12 @@ async fn get_extension(State(app): State<Arc<App>>, auth: Auth, Path(id): Path<S
     Ok(Json(view))
 }
 
-async fn put_account(State(app): State<Arc<App>>, auth: Auth, Path(id): Path<String>, ApiJson(raw): ApiJson<RawAccount>) -> Result<Response, ApiError> {
+async fn put_account(
+    State(app): State<Arc<App>>,
+    auth: Auth,
+    Path(id): Path<String>,
+    ApiJson(raw): ApiJson<RawAccount>,
+) -> Result<Response, ApiError> {
     auth.require(Scope::Admin)?;
     let (created, rx) = {
         let mut engine = app.engine();
@@ -471,10 +562,16 @@ async fn put_account(State(app): State<Arc<App>>, auth: Auth, Path(id): Path<Str
         let created = existing.is_none();
         let base = vec!["accounts".to_string(), id.clone()];
         let mut warnings = Vec::new();
-        let mut account = account_from_raw(&id, &raw, &engine.policy, Origin::Api, &base, &mut warnings).map_err(problems_to_error)?;
+        let mut account =
+            account_from_raw(&id, &raw, &engine.policy, Origin::Api, &base, &mut warnings)
+                .map_err(problems_to_error)?;
         account.suspended = suspended;
-        engine.policy.upsert_account(account).map_err(directory_error)?;
-        let body = serde_json::to_string(&raw).map_err(|e| ApiError::internal("encode account", e))?;
+        engine
+            .policy
+            .upsert_account(account)
+            .map_err(directory_error)?;
+        let body =
+            serde_json::to_string(&raw).map_err(|e| ApiError::internal("encode account", e))?;
         let rx = app.commit(vec![Change::UpsertEntity(StoredEntity {
             kind: EntityKind::Account,
             id: id.clone(),
@@ -485,11 +582,20 @@ async fn put_account(State(app): State<Arc<App>>, auth: Auth, Path(id): Path<Str
         (created, rx)
     };
     durable(&app, rx).await?;
-    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
     Ok((status, Json(json!({ "id": id, "created": created }))).into_response())
 }
 
-async fn put_extension(State(app): State<Arc<App>>, auth: Auth, Path(id): Path<String>, ApiJson(raw): ApiJson<RawExtension>) -> Result<Response, ApiError> {
+async fn put_extension(
+    State(app): State<Arc<App>>,
+    auth: Auth,
+    Path(id): Path<String>,
+    ApiJson(raw): ApiJson<RawExtension>,
+) -> Result<Response, ApiError> {
     auth.require(Scope::Admin)?;
     let (created, warnings, rx) = {
         let mut engine = app.engine();
@@ -501,10 +607,16 @@ async fn put_extension(State(app): State<Arc<App>>, auth: Auth, Path(id): Path<S
         let created = existing.is_none();
         let base = vec!["extensions".to_string(), id.clone()];
         let mut warnings = Vec::new();
-        let mut extension = extension_from_raw(&id, &raw, &engine.policy, Origin::Api, &base, &mut warnings).map_err(problems_to_error)?;
+        let mut extension =
+            extension_from_raw(&id, &raw, &engine.policy, Origin::Api, &base, &mut warnings)
+                .map_err(problems_to_error)?;
         extension.suspended = suspended;
-        engine.policy.upsert_extension(extension).map_err(directory_error)?;
-        let body = serde_json::to_string(&raw).map_err(|e| ApiError::internal("encode extension", e))?;
+        engine
+            .policy
+            .upsert_extension(extension)
+            .map_err(directory_error)?;
+        let body =
+            serde_json::to_string(&raw).map_err(|e| ApiError::internal("encode extension", e))?;
         let rx = app.commit(vec![Change::UpsertEntity(StoredEntity {
             kind: EntityKind::Extension,
             id: id.clone(),
@@ -516,77 +628,152 @@ async fn put_extension(State(app): State<Arc<App>>, auth: Auth, Path(id): Path<S
         (created, warnings, rx)
     };
     durable(&app, rx).await?;
-    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
-    Ok((status, Json(json!({ "id": id, "created": created, "warnings": warnings }))).into_response())
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((
+        status,
+        Json(json!({ "id": id, "created": created, "warnings": warnings })),
+    )
+        .into_response())
 }
 
-async fn delete_account(State(app): State<Arc<App>>, auth: Auth, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+async fn delete_account(
+    State(app): State<Arc<App>>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
     auth.require(Scope::Admin)?;
     let rx = {
         let mut engine = app.engine();
-        if engine.policy.accounts.get(&id).is_some_and(|a| a.origin == Origin::Policy) {
+        if engine
+            .policy
+            .accounts
+            .get(&id)
+            .is_some_and(|a| a.origin == Origin::Policy)
+        {
             return Err(managed_by_policy("account", &id));
         }
         engine.policy.remove_account(&id).map_err(directory_error)?;
-        app.commit(vec![Change::DeleteEntity { kind: EntityKind::Account, id }])
+        app.commit(vec![Change::DeleteEntity {
+            kind: EntityKind::Account,
+            id,
+        }])
     };
     durable(&app, rx).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn delete_extension(State(app): State<Arc<App>>, auth: Auth, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+async fn delete_extension(
+    State(app): State<Arc<App>>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
     auth.require(Scope::Admin)?;
     let rx = {
         let mut engine = app.engine();
-        if engine.policy.extensions.get(&id).is_some_and(|e| e.origin == Origin::Policy) {
+        if engine
+            .policy
+            .extensions
+            .get(&id)
+            .is_some_and(|e| e.origin == Origin::Policy)
+        {
             return Err(managed_by_policy("extension", &id));
         }
-        engine.policy.remove_extension(&id).map_err(directory_error)?;
-        app.commit(vec![Change::DeleteEntity { kind: EntityKind::Extension, id }])
+        engine
+            .policy
+            .remove_extension(&id)
+            .map_err(directory_error)?;
+        app.commit(vec![Change::DeleteEntity {
+            kind: EntityKind::Extension,
+            id,
+        }])
     };
     durable(&app, rx).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn set_suspended(app: &App, kind: EntityKind, id: String, suspended: bool) -> Result<Json<Value>, ApiError> {
+async fn set_suspended(
+    app: &App,
+    kind: EntityKind,
+    id: String,
+    suspended: bool,
+) -> Result<Json<Value>, ApiError> {
     let rx = {
         let mut engine = app.engine();
         let flag = match kind {
-            EntityKind::Account => engine.policy.accounts.get_mut(&id).map(|a| &mut a.suspended),
-            EntityKind::Extension => engine.policy.extensions.get_mut(&id).map(|e| &mut e.suspended),
+            EntityKind::Account => engine
+                .policy
+                .accounts
+                .get_mut(&id)
+                .map(|a| &mut a.suspended),
+            EntityKind::Extension => engine
+                .policy
+                .extensions
+                .get_mut(&id)
+                .map(|e| &mut e.suspended),
         };
         let Some(flag) = flag else {
-            return Err(ApiError::not_found("not_found", format!("{kind} {id:?} does not exist")));
+            return Err(ApiError::not_found(
+                "not_found",
+                format!("{kind} {id:?} does not exist"),
+            ));
         };
         *flag = suspended;
-        app.commit(vec![Change::SetSuspended { kind, id: id.clone(), suspended }])
+        app.commit(vec![Change::SetSuspended {
+            kind,
+            id: id.clone(),
+            suspended,
+        }])
     };
     durable(app, rx).await?;
     tracing::info!(%kind, %id, suspended, "suspension changed");
     Ok(Json(json!({ "id": id, "suspended": suspended })))
 }
 
-async fn suspend_account(State(app): State<Arc<App>>, auth: Auth, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+async fn suspend_account(
+    State(app): State<Arc<App>>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     auth.require(Scope::Admin)?;
     set_suspended(&app, EntityKind::Account, id, true).await
 }
 
-async fn resume_account(State(app): State<Arc<App>>, auth: Auth, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+async fn resume_account(
+    State(app): State<Arc<App>>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     auth.require(Scope::Admin)?;
     set_suspended(&app, EntityKind::Account, id, false).await
 }
 
-async fn suspend_extension(State(app): State<Arc<App>>, auth: Auth, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+async fn suspend_extension(
+    State(app): State<Arc<App>>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     auth.require(Scope::Admin)?;
     set_suspended(&app, EntityKind::Extension, id, true).await
 }
 
-async fn resume_extension(State(app): State<Arc<App>>, auth: Auth, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+async fn resume_extension(
+    State(app): State<Arc<App>>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     auth.require(Scope::Admin)?;
     set_suspended(&app, EntityKind::Extension, id, false).await
 }
 
-async fn extension_credit(State(app): State<Arc<App>>, auth: Auth, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+async fn extension_credit(
+    State(app): State<Arc<App>>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     auth.require_read_or_calls()?;
     let now = Utc::now();
     let engine = app.engine();
@@ -619,7 +806,9 @@ async fn extension_credit(State(app): State<Arc<App>>, auth: Auth, Path(id): Pat
         .filter(|c| c.extension == id)
         .map(CallView::from)
         .collect();
-    Ok(Json(json!({ "extension": id, "levels": levels, "active_calls": calls })))
+    Ok(Json(
+        json!({ "extension": id, "levels": levels, "active_calls": calls }),
+    ))
 }
 
 #[derive(Deserialize)]
@@ -628,7 +817,12 @@ struct HistoryQuery {
     limit: Option<usize>,
 }
 
-async fn extension_calls(State(app): State<Arc<App>>, auth: Auth, Path(id): Path<String>, Query(query): Query<HistoryQuery>) -> Result<Json<Value>, ApiError> {
+async fn extension_calls(
+    State(app): State<Arc<App>>,
+    auth: Auth,
+    Path(id): Path<String>,
+    Query(query): Query<HistoryQuery>,
+) -> Result<Json<Value>, ApiError> {
     auth.require(Scope::Read)?;
     let limit = query.limit.unwrap_or(50).clamp(1, 1000);
     let ext = id.clone();

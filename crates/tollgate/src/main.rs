@@ -13,7 +13,11 @@ use tollgate_core::engine::{AuthorizeRequest, Decision, Explanation};
 use tollgate_core::Engine;
 
 #[derive(Parser)]
-#[command(name = "tollgate", version, about = "Toll-fraud guard for SIP/VoIP: real-time call authorization with money limits")]
+#[command(
+    name = "tollgate",
+    version,
+    about = "Toll-fraud guard for SIP/VoIP: real-time call authorization with money limits"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -34,9 +38,7 @@ enum Command {
         database: Option<PathBuf>,
     },
     /// Validate a policy file: every problem with its file, line and key.
-    Check {
-        file: PathBuf,
-    },
+    Check { file: PathBuf },
     /// Show how a number normalizes and classifies, which rate applies, and which rules
     /// allow or deny it and why (credit figures assume nothing spent yet).
     Explain {
@@ -82,7 +84,14 @@ fn main() -> ExitCode {
             at,
             ip,
             json,
-        } => explain(config.as_ref(), &extension, &number, at.as_deref(), ip, json),
+        } => explain(
+            config.as_ref(),
+            &extension,
+            &number,
+            at.as_deref(),
+            ip,
+            json,
+        ),
     };
     match result {
         Ok(code) => code,
@@ -102,7 +111,11 @@ fn init_logging() {
         .init();
 }
 
-fn serve(config: Option<PathBuf>, listen: Option<SocketAddr>, database: Option<PathBuf>) -> Result<ExitCode> {
+fn serve(
+    config: Option<PathBuf>,
+    listen: Option<SocketAddr>,
+    database: Option<PathBuf>,
+) -> Result<ExitCode> {
     init_logging();
     let mut loaded = load(config.as_ref())?;
     for warning in &loaded.warnings {
@@ -161,7 +174,7 @@ async fn shutdown_signal() {
     }
 }
 
-fn check(file: &PathBuf) -> Result<ExitCode> {
+fn check(file: &std::path::Path) -> Result<ExitCode> {
     match load_file(file) {
         Ok(loaded) => {
             for warning in &loaded.warnings {
@@ -191,11 +204,20 @@ fn check(file: &PathBuf) -> Result<ExitCode> {
     }
 }
 
-fn explain(config: Option<&PathBuf>, extension: &str, number: &str, at: Option<&str>, ip: Option<IpAddr>, json: bool) -> Result<ExitCode> {
+fn explain(
+    config: Option<&PathBuf>,
+    extension: &str,
+    number: &str,
+    at: Option<&str>,
+    ip: Option<IpAddr>,
+    json: bool,
+) -> Result<ExitCode> {
     let loaded = load(config)?;
     let at: DateTime<Utc> = match at {
         Some(text) => DateTime::parse_from_rfc3339(text)
-            .with_context(|| format!("--at {text:?} is not an RFC 3339 time (e.g. 2026-11-26T22:30:00+01:00)"))?
+            .with_context(|| {
+                format!("--at {text:?} is not an RFC 3339 time (e.g. 2026-11-26T22:30:00+01:00)")
+            })?
             .with_timezone(&Utc),
         None => Utc::now(),
     };
@@ -208,9 +230,20 @@ fn explain(config: Option<&PathBuf>, extension: &str, number: &str, at: Option<&
         None => match ext.allowed_cidrs.first() {
             Some(net) => {
                 let first = net.hosts().next().unwrap_or(net.network());
-                (first, Some(format!("not given: using {first}, the first address the extension is allowed")))
+                (
+                    first,
+                    Some(format!(
+                        "not given: using {first}, the first address the extension is allowed"
+                    )),
+                )
             }
-            None => (IpAddr::from([127, 0, 0, 1]), Some("not given: using 127.0.0.1 (the extension has no source restriction)".to_string())),
+            None => (
+                IpAddr::from([127, 0, 0, 1]),
+                Some(
+                    "not given: using 127.0.0.1 (the extension has no source restriction)"
+                        .to_string(),
+                ),
+            ),
         },
     };
     let request = AuthorizeRequest {
@@ -219,14 +252,19 @@ fn explain(config: Option<&PathBuf>, extension: &str, number: &str, at: Option<&
         source_ip,
         number,
     };
-    let explanation = engine.explain(&request, at).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let explanation = engine
+        .explain(&request, at)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     if json {
         let mut value = serde_json::to_value(&explanation)?;
         value["at"] = serde_json::Value::String(at.to_rfc3339());
         value["source_ip"] = serde_json::Value::String(source_ip.to_string());
         println!("{}", serde_json::to_string_pretty(&value)?);
     } else {
-        print!("{}", render_explanation(&explanation, at, source_ip, ip_note.as_deref()));
+        print!(
+            "{}",
+            render_explanation(&explanation, at, source_ip, ip_note.as_deref())
+        );
     }
     Ok(match explanation.decision {
         Decision::Allow(_) => ExitCode::SUCCESS,
@@ -234,12 +272,24 @@ fn explain(config: Option<&PathBuf>, extension: &str, number: &str, at: Option<&
     })
 }
 
-fn render_explanation(e: &Explanation, at: DateTime<Utc>, ip: IpAddr, ip_note: Option<&str>) -> String {
+fn render_explanation(
+    e: &Explanation,
+    at: DateTime<Utc>,
+    ip: IpAddr,
+    ip_note: Option<&str>,
+) -> String {
     let mut out = String::new();
     let d = &e.destination;
-    out += &format!("extension   {} (accounts: {})\n", e.extension, e.account_chain.join(" < "));
+    out += &format!(
+        "extension   {} (accounts: {})\n",
+        e.extension,
+        e.account_chain.join(" < ")
+    );
     out += &format!("at          {}\n", at.to_rfc3339());
-    out += &format!("source ip   {ip}{}\n", ip_note.map(|n| format!(" ({n})")).unwrap_or_default());
+    out += &format!(
+        "source ip   {ip}{}\n",
+        ip_note.map(|n| format!(" ({n})")).unwrap_or_default()
+    );
     out += &format!("dialed      {}\n", d.dialed);
     out += &format!(
         "normalized  {} ({})\n",
@@ -249,9 +299,19 @@ fn render_explanation(e: &Explanation, at: DateTime<Utc>, ip: IpAddr, ip_note: O
     out += &format!(
         "class       {}{}{}{}\n",
         d.class,
-        d.country.as_deref().map(|c| format!(", country {c}")).unwrap_or_default(),
-        d.number_type.as_deref().map(|t| format!(", type {t}")).unwrap_or_default(),
-        if d.e164.is_some() && !d.valid { ", not a valid number per libphonenumber" } else { "" }
+        d.country
+            .as_deref()
+            .map(|c| format!(", country {c}"))
+            .unwrap_or_default(),
+        d.number_type
+            .as_deref()
+            .map(|t| format!(", type {t}"))
+            .unwrap_or_default(),
+        if d.e164.is_some() && !d.valid {
+            ", not a valid number per libphonenumber"
+        } else {
+            ""
+        }
     );
     if let Some(h) = &d.high_risk {
         out += &format!("high risk   +{}: {}\n", h.prefix, h.reason);
@@ -260,7 +320,13 @@ fn render_explanation(e: &Explanation, at: DateTime<Utc>, ip: IpAddr, ip_note: O
         Some(r) => {
             out += &format!(
                 "rate        plan {} {} {}: {} {}/min, connection {}, billed {}\n",
-                r.plan, r.prefix, r.description, r.price_per_minute, r.currency, r.connection_fee, r.increments
+                r.plan,
+                r.prefix,
+                r.description,
+                r.price_per_minute,
+                r.currency,
+                r.connection_fee,
+                r.increments
             )
         }
         None => out += "rate        none\n",
@@ -278,7 +344,12 @@ fn render_explanation(e: &Explanation, at: DateTime<Utc>, ip: IpAddr, ip_note: O
         out += "credit (nothing spent or reserved yet: explain does not read the ledger)\n";
         for h in &e.credit {
             match (&h.binding, h.available) {
-                (Some(b), Some(avail)) => out += &format!("  {}: {} of {} {} available\n", h.subject, avail, b.limit, b.kind),
+                (Some(b), Some(avail)) => {
+                    out += &format!(
+                        "  {}: {} of {} {} available\n",
+                        h.subject, avail, b.limit, b.kind
+                    )
+                }
                 _ => out += &format!("  {}: unlimited\n", h.subject),
             }
         }
@@ -291,7 +362,12 @@ fn render_explanation(e: &Explanation, at: DateTime<Utc>, ip: IpAddr, ip_note: O
             )
         }
         Decision::Deny(d) => {
-            out += &format!("decision    DENY {}: {} (rule: {})\n", d.code.as_str(), d.message, d.rule)
+            out += &format!(
+                "decision    DENY {}: {} (rule: {})\n",
+                d.code.as_str(),
+                d.message,
+                d.rule
+            )
         }
     }
     out

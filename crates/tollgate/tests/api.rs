@@ -14,7 +14,11 @@ fn health_and_metrics_are_open_but_v1_needs_a_token_with_the_right_scope() {
     let (status, _) = server.call("GET", "/metrics", None, None);
     assert_eq!(status, 200);
 
-    for path in ["/v1/extensions", "/v1/openapi.json", "/v1/extensions/1001/credit"] {
+    for path in [
+        "/v1/extensions",
+        "/v1/openapi.json",
+        "/v1/extensions/1001/credit",
+    ] {
         let (status, body) = server.call("GET", path, None, None);
         assert_eq!(status, 401, "{path}: {body}");
         assert_eq!(body["error"]["code"], "unauthorized");
@@ -22,7 +26,12 @@ fn health_and_metrics_are_open_but_v1_needs_a_token_with_the_right_scope() {
         assert_eq!(status, 401, "{path}");
     }
     // The PBX token may not change the directory; the read token may not authorize.
-    let (status, body) = server.call("PUT", "/v1/extensions/9999", Some(&server.pbx), Some(r#"{"account":"acme"}"#));
+    let (status, body) = server.call(
+        "PUT",
+        "/v1/extensions/9999",
+        Some(&server.pbx),
+        Some(r#"{"account":"acme"}"#),
+    );
     assert_eq!(status, 403, "{body}");
     let (status, body) = server.post(
         "/v1/calls/authorize",
@@ -35,7 +44,10 @@ fn health_and_metrics_are_open_but_v1_needs_a_token_with_the_right_scope() {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(dir.path().join("admin.token")).unwrap().permissions().mode();
+        let mode = std::fs::metadata(dir.path().join("admin.token"))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o077, 0, "token file mode {mode:o}");
     }
 }
@@ -57,7 +69,10 @@ fn concurrent_calls_reserve_and_settle_within_the_limit() {
     let (_, second) = server.authorize("c2", "1001", "127.0.0.1", "0142685301");
     assert_eq!(second["decision"], "deny", "{second}");
     assert_eq!(second["code"], "insufficient_credit");
-    assert_eq!(second["message"], "extension 1001: 0.60 of 1.00 EUR daily limit spent or reserved (the first 60 s cost 0.60)");
+    assert_eq!(
+        second["message"],
+        "extension 1001: 0.60 of 1.00 EUR daily limit spent or reserved (the first 60 s cost 0.60)"
+    );
 
     let credit = server.credit("1001");
     assert_eq!(credit["levels"][0]["reserved"], "0.60");
@@ -70,7 +85,10 @@ fn concurrent_calls_reserve_and_settle_within_the_limit() {
     assert_eq!(status, 200, "{answered}");
     let (status, ended) = server.post("/v1/calls/c1/end", &server.pbx, r#"{"duration_s": 30}"#);
     assert_eq!(status, 200, "{ended}");
-    assert_eq!(ended, json!({"call_id":"c1","duration_s":30,"billed_s":60,"charged":"0.60","rated":"0.60","released":"0.00","overrun_s":0}));
+    assert_eq!(
+        ended,
+        json!({"call_id":"c1","duration_s":30,"billed_s":60,"charged":"0.60","rated":"0.60","released":"0.00","overrun_s":0})
+    );
 
     // UK at 0.06/min billed per second: the 0.40 left buys 400 s.
     let (_, uk) = server.authorize("c3", "1001", "::1", "+44 20 7946 0000");
@@ -92,11 +110,17 @@ fn concurrent_calls_reserve_and_settle_within_the_limit() {
     // Denials carry a code, the rule and a message naming the figures.
     let (_, denied) = server.authorize("c4", "2001", "127.0.0.1", "0142685300");
     assert_eq!(denied["code"], "ip_not_allowed");
-    assert_eq!(denied["message"], "extension 2001: source 127.0.0.1 is not in 10.0.0.0/8");
+    assert_eq!(
+        denied["message"],
+        "extension 2001: source 127.0.0.1 is not in 10.0.0.0/8"
+    );
     let (_, denied) = server.authorize("c5", "1002", "127.0.0.1", "+88216123456");
     assert_eq!(denied["code"], "class_not_allowed", "{denied}");
     let (_, emergency) = server.authorize("c6", "2001", "192.0.2.1", "112");
-    assert_eq!(emergency["decision"], "allow", "emergency from anywhere: {emergency}");
+    assert_eq!(
+        emergency["decision"], "allow",
+        "emergency from anywhere: {emergency}"
+    );
     assert_eq!(emergency["reserved"], "0.00");
 
     let (_, metrics) = server.call("GET", "/metrics", None, None);
@@ -132,7 +156,9 @@ fn bad_input_gets_a_4xx_naming_the_field_and_changes_nothing() {
         let (got, answer) = server.post(path, &server.pbx, &body);
         assert_eq!(got, status, "{path} {body}: {answer}");
         assert_eq!(answer["error"]["code"], code, "{path} {body}: {answer}");
-        assert!(answer["error"]["message"].as_str().is_some_and(|m| !m.is_empty()));
+        assert!(answer["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()));
         if let Some(field) = field {
             assert_eq!(answer["error"]["field"], field, "{path} {body}: {answer}");
         }
@@ -153,23 +179,60 @@ fn directory_changes_through_the_api_survive_a_restart() {
     let server = start_in(dir.path(), TEST_POLICY);
     let admin = server.admin.clone();
     let account = json!({"parent": "reseller", "country": "GB", "time_zone": "Europe/London", "limits": {"daily": "5.00", "monthly": "50.00"}, "rules": {"allowed_classes": ["national", "mobile"]}});
-    let (status, body) = server.call("PUT", "/v1/accounts/globex", Some(&admin), Some(&account.to_string()));
+    let (status, body) = server.call(
+        "PUT",
+        "/v1/accounts/globex",
+        Some(&admin),
+        Some(&account.to_string()),
+    );
     assert_eq!(status, 201, "{body}");
     let extension = json!({"account": "globex", "allowed_cidrs": ["127.0.0.1"], "limits": {"daily": "2.00", "monthly": "20.00"}});
-    let (status, body) = server.call("PUT", "/v1/extensions/3001", Some(&admin), Some(&extension.to_string()));
+    let (status, body) = server.call(
+        "PUT",
+        "/v1/extensions/3001",
+        Some(&admin),
+        Some(&extension.to_string()),
+    );
     assert_eq!(status, 201, "{body}");
     // Validation errors name the field, and nothing is created.
     let bad = json!({"account": "globex", "allowed_cidrs": ["10.0.0.300/8"], "limits": {"daily": "2.00", "monthly": "20.00"}});
-    let (status, body) = server.call("PUT", "/v1/extensions/3002", Some(&admin), Some(&bad.to_string()));
+    let (status, body) = server.call(
+        "PUT",
+        "/v1/extensions/3002",
+        Some(&admin),
+        Some(&bad.to_string()),
+    );
     assert_eq!(status, 422, "{body}");
     assert_eq!(body["error"]["field"], "allowed_cidrs");
     assert_eq!(server.get("/v1/extensions/3002", &admin).0, 404);
-    let (status, body) = server.call("PUT", "/v1/extensions/3003", Some(&admin), Some(r#"{"account":"globex","allowed_cidrs":["127.0.0.1"]}"#));
-    assert_eq!(status, 422, "an extension without limits (and no account defaults) is refused: {body}");
-    assert!(body["error"]["message"].as_str().unwrap().contains("daily money limit"), "{body}");
+    let (status, body) = server.call(
+        "PUT",
+        "/v1/extensions/3003",
+        Some(&admin),
+        Some(r#"{"account":"globex","allowed_cidrs":["127.0.0.1"]}"#),
+    );
+    assert_eq!(
+        status, 422,
+        "an extension without limits (and no account defaults) is refused: {body}"
+    );
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("daily money limit"),
+        "{body}"
+    );
     // Entries from the policy file are changed in the file, not through the API.
-    let (status, body) = server.call("PUT", "/v1/extensions/1001", Some(&admin), Some(&extension.to_string()));
-    assert_eq!((status, body["error"]["code"].clone()), (409, Value::from("managed_by_policy")));
+    let (status, body) = server.call(
+        "PUT",
+        "/v1/extensions/1001",
+        Some(&admin),
+        Some(&extension.to_string()),
+    );
+    assert_eq!(
+        (status, body["error"]["code"].clone()),
+        (409, Value::from("managed_by_policy"))
+    );
     let (status, _) = server.call("DELETE", "/v1/accounts/globex", Some(&admin), None);
     assert_eq!(status, 409, "an account with extensions cannot be deleted");
 
@@ -197,7 +260,10 @@ fn directory_changes_through_the_api_survive_a_restart() {
     let (status, call) = server.get("/v1/calls/g1", &server.pbx);
     assert_eq!(status, 200, "{call}");
     let (_, denied) = server.authorize("a2", "1002", "127.0.0.1", "0142685300");
-    assert_eq!(denied["code"], "account_suspended", "suspension of a policy account survives a restart");
+    assert_eq!(
+        denied["code"], "account_suspended",
+        "suspension of a policy account survives a restart"
+    );
     let (status, _) = server.post("/v1/accounts/acme/resume", &server.admin, "");
     assert_eq!(status, 200);
     let (_, allowed) = server.authorize("a3", "1002", "127.0.0.1", "0142685300");
@@ -222,10 +288,13 @@ fn every_documented_path_is_served() {
     let paths = doc["paths"].as_object().unwrap();
     assert!(paths.len() >= 15);
     for (path, methods) in paths {
-        let concrete = path.replace("{call_id}", "no-such-call").replace("{id}", "no-such-id");
+        let concrete = path
+            .replace("{call_id}", "no-such-call")
+            .replace("{id}", "no-such-id");
         for method in methods.as_object().unwrap().keys() {
             let body = matches!(method.as_str(), "post" | "put").then_some("{}");
-            let (status, answer) = server.call(&method.to_uppercase(), &concrete, Some(&server.admin), body);
+            let (status, answer) =
+                server.call(&method.to_uppercase(), &concrete, Some(&server.admin), body);
             assert!(
                 status != 405 && answer["error"]["code"] != "no_route",
                 "{method} {path} is documented but not routed: {status} {answer}"

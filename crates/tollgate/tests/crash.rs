@@ -2,6 +2,9 @@
 //! every acknowledged reservation is still held (or settled), the ledger balances, and the
 //! calls left open are settled by the expiry rule at their granted amount.
 
+// Test code: failures must fail loudly.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use std::collections::HashMap;
@@ -47,7 +50,10 @@ extension_defaults = { limits = { daily = "3.00", monthly = "30.00" }, max_call_
 "#,
     );
     for i in 0..EXTENSIONS {
-        text += &format!("[extensions.{}]\naccount = \"acme\"\nallowed_cidrs = [\"127.0.0.0/8\"]\n", 1000 + i);
+        text += &format!(
+            "[extensions.{}]\naccount = \"acme\"\nallowed_cidrs = [\"127.0.0.0/8\"]\n",
+            1000 + i
+        );
     }
     text
 }
@@ -77,7 +83,12 @@ fn kill_9_mid_load_loses_no_acknowledged_settlement() {
     let stop = Arc::new(AtomicBool::new(false));
     let mut workers = Vec::new();
     for worker in 0..6 {
-        let (base, pbx, acknowledged, stop) = (base.clone(), pbx.clone(), acknowledged.clone(), stop.clone());
+        let (base, pbx, acknowledged, stop) = (
+            base.clone(),
+            pbx.clone(),
+            acknowledged.clone(),
+            stop.clone(),
+        );
         workers.push(std::thread::spawn(move || {
             let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(5)).build();
             let post = |path: &str, body: Value| -> Option<Value> {
@@ -118,7 +129,9 @@ fn kill_9_mid_load_loses_no_acknowledged_settlement() {
     }
     // Let the load run, then kill the server without warning.
     let started = Instant::now();
-    while acknowledged.lock().unwrap().ended.len() < 300 && started.elapsed() < Duration::from_secs(20) {
+    while acknowledged.lock().unwrap().ended.len() < 300
+        && started.elapsed() < Duration::from_secs(20)
+    {
         std::thread::sleep(Duration::from_millis(20));
     }
     server.kill9();
@@ -126,22 +139,35 @@ fn kill_9_mid_load_loses_no_acknowledged_settlement() {
     for w in workers {
         w.join().unwrap();
     }
-    let acknowledged = Arc::try_unwrap(acknowledged).ok().unwrap().into_inner().unwrap();
-    assert!(acknowledged.ended.len() >= 100, "load too small: {}", acknowledged.ended.len());
+    let acknowledged = Arc::try_unwrap(acknowledged)
+        .ok()
+        .unwrap()
+        .into_inner()
+        .unwrap();
+    assert!(
+        acknowledged.ended.len() >= 100,
+        "load too small: {}",
+        acknowledged.ended.len()
+    );
 
     let server = start_in(dir.path(), &policy());
     // Every acknowledged settlement is in the ledger with its amount; every acknowledged
     // reservation is still held or was settled.
     let mut history: HashMap<String, Value> = HashMap::new();
     for i in 0..EXTENSIONS {
-        let (status, body) = server.get(&format!("/v1/extensions/{}/calls?limit=1000", 1000 + i), &server.reader);
+        let (status, body) = server.get(
+            &format!("/v1/extensions/{}/calls?limit=1000", 1000 + i),
+            &server.reader,
+        );
         assert_eq!(status, 200);
         for call in body["calls"].as_array().unwrap() {
             history.insert(call["call_id"].as_str().unwrap().to_string(), call.clone());
         }
     }
     for (call, charged) in &acknowledged.ended {
-        let settled = history.get(call).unwrap_or_else(|| panic!("acknowledged settlement of {call} lost"));
+        let settled = history
+            .get(call)
+            .unwrap_or_else(|| panic!("acknowledged settlement of {call} lost"));
         assert_eq!(settled["charged"].as_str().unwrap(), charged, "{call}");
     }
     let mut still_open = 0;
@@ -150,11 +176,17 @@ fn kill_9_mid_load_loses_no_acknowledged_settlement() {
             continue;
         }
         let (status, open) = server.get(&format!("/v1/calls/{call}"), &server.reader);
-        assert_eq!(status, 200, "acknowledged reservation of {call} lost: {open}");
+        assert_eq!(
+            status, 200,
+            "acknowledged reservation of {call} lost: {open}"
+        );
         assert_eq!(open["reserved"].as_str().unwrap(), reserved);
         still_open += 1;
     }
-    assert!(still_open > 0, "the test should leave calls open across the crash");
+    assert!(
+        still_open > 0,
+        "the test should leave calls open across the crash"
+    );
 
     // The ledger balances at every extension: spent = settled charges, reserved = open calls.
     let balance = |server: &common::Server, history: &HashMap<String, Value>| {
@@ -163,23 +195,46 @@ fn kill_9_mid_load_loses_no_acknowledged_settlement() {
             let ext = format!("{}", 1000 + i);
             let credit = server.credit(&ext);
             let level = &credit["levels"][0];
-            let settled: i64 = history.values().filter(|c| c["extension"] == ext.as_str()).map(|c| money(&c["charged"])).sum();
-            let open: i64 = credit["active_calls"].as_array().unwrap().iter().map(|c| money(&c["reserved"])).sum();
-            assert_eq!(money(&level["spent_today"]), settled, "extension {ext}: {credit}");
+            let settled: i64 = history
+                .values()
+                .filter(|c| c["extension"] == ext.as_str())
+                .map(|c| money(&c["charged"]))
+                .sum();
+            let open: i64 = credit["active_calls"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| money(&c["reserved"]))
+                .sum();
+            assert_eq!(
+                money(&level["spent_today"]),
+                settled,
+                "extension {ext}: {credit}"
+            );
             assert_eq!(money(&level["reserved"]), open, "extension {ext}: {credit}");
-            assert!(money(&level["spent_today"]) + money(&level["reserved"]) <= 3_000_000, "extension {ext} overspent: {credit}");
+            assert!(
+                money(&level["spent_today"]) + money(&level["reserved"]) <= 3_000_000,
+                "extension {ext} overspent: {credit}"
+            );
             open_total += credit["active_calls"].as_array().unwrap().len();
         }
         open_total
     };
-    assert_eq!(balance(&server, &history), still_open);
+    // A reservation made durable just before the kill may never have been acknowledged:
+    // the server may hold more open calls than the client saw, never fewer.
+    assert!(balance(&server, &history) >= still_open);
 
     // Calls left open are settled by the expiry rule (grant 3 s + grace 1 s) at their
     // reserved amount.
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let open: usize = (0..EXTENSIONS)
-            .map(|i| server.credit(&format!("{}", 1000 + i))["active_calls"].as_array().unwrap().len())
+            .map(|i| {
+                server.credit(&format!("{}", 1000 + i))["active_calls"]
+                    .as_array()
+                    .unwrap()
+                    .len()
+            })
             .sum();
         if open == 0 {
             break;
@@ -189,7 +244,10 @@ fn kill_9_mid_load_loses_no_acknowledged_settlement() {
     }
     history.clear();
     for i in 0..EXTENSIONS {
-        let (_, body) = server.get(&format!("/v1/extensions/{}/calls?limit=1000", 1000 + i), &server.reader);
+        let (_, body) = server.get(
+            &format!("/v1/extensions/{}/calls?limit=1000", 1000 + i),
+            &server.reader,
+        );
         for call in body["calls"].as_array().unwrap() {
             history.insert(call["call_id"].as_str().unwrap().to_string(), call.clone());
         }

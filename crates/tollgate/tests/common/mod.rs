@@ -1,6 +1,8 @@
 //! Runs the real `tollgate` binary on port 0 in a temporary folder and talks HTTP to it.
 
 #![allow(dead_code)]
+// Test harness: a failure to start or reach the server must fail the test loudly.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -109,7 +111,12 @@ pub fn start_in(dir: &Path, policy: &str) -> Server {
     // Keep draining stdout so the server never blocks on a full pipe.
     std::thread::spawn(move || for _ in reader.lines() {});
     let addr = line.trim().trim_start_matches("listening on ").to_string();
-    let token = |name: &str| std::fs::read_to_string(dir.join(name)).unwrap().trim().to_string();
+    let token = |name: &str| {
+        std::fs::read_to_string(dir.join(name))
+            .unwrap()
+            .trim()
+            .to_string()
+    };
     Server {
         child,
         base: format!("http://{addr}"),
@@ -122,14 +129,24 @@ pub fn start_in(dir: &Path, policy: &str) -> Server {
 
 impl Server {
     /// Sends a request; returns the status and the JSON body (Null when not JSON).
-    pub fn call(&self, method: &str, path: &str, token: Option<&str>, body: Option<&str>) -> (u16, Value) {
-        let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(10)).build();
+    pub fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&str>,
+    ) -> (u16, Value) {
+        let agent = ureq::AgentBuilder::new()
+            .timeout(Duration::from_secs(10))
+            .build();
         let mut request = agent.request(method, &format!("{}{path}", self.base));
         if let Some(token) = token {
             request = request.set("Authorization", &format!("Bearer {token}"));
         }
         let result = match body {
-            Some(body) => request.set("Content-Type", "application/json").send_string(body),
+            Some(body) => request
+                .set("Content-Type", "application/json")
+                .send_string(body),
             None => request.call(),
         };
         let response = match result {
@@ -150,7 +167,13 @@ impl Server {
         self.call("GET", path, Some(token), None)
     }
 
-    pub fn authorize(&self, call_id: &str, extension: &str, ip: &str, number: &str) -> (u16, Value) {
+    pub fn authorize(
+        &self,
+        call_id: &str,
+        extension: &str,
+        ip: &str,
+        number: &str,
+    ) -> (u16, Value) {
         let body = serde_json::json!({ "call_id": call_id, "extension": extension, "source_ip": ip, "number": number });
         self.post("/v1/calls/authorize", &self.pbx, &body.to_string())
     }
