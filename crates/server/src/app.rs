@@ -94,6 +94,7 @@ impl App {
         now: DateTime<Utc>,
     ) -> Result<Arc<App>, StartError> {
         let tokens = load_tokens(&loaded.settings.tokens)?;
+        tollgate_core::number::warm_up();
         let Loaded {
             mut policy,
             settings,
