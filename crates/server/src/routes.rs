@@ -468,11 +468,9 @@ async fn stored_body(
     id: &str,
 ) -> Result<Option<StoredEntity>, ApiError> {
     let id = id.to_string();
-    let entities = app
-        .read_store(move |store| store.load_entities())
+    app.read_store(move |store| store.entity(kind, &id))
         .await
-        .map_err(|e| ApiError::internal("store read failed", e))?;
-    Ok(entities.into_iter().find(|e| e.kind == kind && e.id == id))
+        .map_err(|e| ApiError::internal("store read failed", e))
 }
 
 async fn get_account(

@@ -61,6 +61,9 @@ pub trait Store: Send {
     /// the policy file), ordered by kind then id.
     fn load_entities(&self) -> Result<Vec<StoredEntity>, StoreError>;
 
+    /// One directory entry, if stored.
+    fn entity(&self, kind: EntityKind, id: &str) -> Result<Option<StoredEntity>, StoreError>;
+
     /// Settled calls of one extension, newest (by end time) first, at most `limit`.
     fn settled_calls(&self, extension: &str, limit: usize) -> Result<Vec<SettledCall>, StoreError>;
 

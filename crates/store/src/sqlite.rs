@@ -371,34 +371,18 @@ impl Store for SqliteStore {
     }
 
     fn load_entities(&self) -> Result<Vec<StoredEntity>, StoreError> {
-        let mut statement = self.conn.prepare_cached(
+        self.query_entities(
             "SELECT kind, id, origin, body, suspended FROM entities ORDER BY kind, id",
+            &[],
+        )
+    }
+
+    fn entity(&self, kind: EntityKind, id: &str) -> Result<Option<StoredEntity>, StoreError> {
+        let found = self.query_entities(
+            "SELECT kind, id, origin, body, suspended FROM entities WHERE kind = ?1 AND id = ?2",
+            &[&kind.as_str(), &id],
         )?;
-        let rows = statement.query_map([], |row| {
-            Ok((
-                row.get::<_, String>(0)?,
-                row.get::<_, String>(1)?,
-                row.get::<_, String>(2)?,
-                row.get::<_, String>(3)?,
-                row.get::<_, bool>(4)?,
-            ))
-        })?;
-        let mut entities = Vec::new();
-        for row in rows {
-            let (kind, id, origin, body, suspended) = row?;
-            let corrupt = |detail: String| StoreError::Corrupt {
-                what: format!("entity ({kind}, {id:?})"),
-                detail,
-            };
-            entities.push(StoredEntity {
-                kind: kind.parse::<EntityKind>().map_err(corrupt)?,
-                origin: codec::parse_origin(&origin).map_err(corrupt)?,
-                id,
-                body,
-                suspended,
-            });
-        }
-        Ok(entities)
+        Ok(found.into_iter().next())
     }
 
     fn settled_calls(&self, extension: &str, limit: usize) -> Result<Vec<SettledCall>, StoreError> {
@@ -467,5 +451,40 @@ impl Store for SqliteStore {
             )
             .optional()?;
         Ok(amount.map_or(Money::ZERO, Money::from_micros))
+    }
+}
+
+impl SqliteStore {
+    fn query_entities(
+        &self,
+        sql: &str,
+        params: &[&dyn rusqlite::ToSql],
+    ) -> Result<Vec<StoredEntity>, StoreError> {
+        let mut statement = self.conn.prepare_cached(sql)?;
+        let rows = statement.query_map(params, |row| {
+            Ok((
+                row.get::<_, String>(0)?,
+                row.get::<_, String>(1)?,
+                row.get::<_, String>(2)?,
+                row.get::<_, String>(3)?,
+                row.get::<_, bool>(4)?,
+            ))
+        })?;
+        let mut entities = Vec::new();
+        for row in rows {
+            let (kind, id, origin, body, suspended) = row?;
+            let corrupt = |detail: String| StoreError::Corrupt {
+                what: format!("entity ({kind}, {id:?})"),
+                detail,
+            };
+            entities.push(StoredEntity {
+                kind: kind.parse::<EntityKind>().map_err(corrupt)?,
+                origin: codec::parse_origin(&origin).map_err(corrupt)?,
+                id,
+                body,
+                suspended,
+            });
+        }
+        Ok(entities)
     }
 }

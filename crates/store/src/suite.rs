@@ -391,6 +391,11 @@ pub fn entities_upsert_delete_and_suspend(mut store: impl Store) {
         store.load_entities().unwrap(),
         vec![acme.clone(), other.clone(), phone.clone()]
     );
+    assert_eq!(
+        store.entity(EntityKind::Extension, "1001").unwrap(),
+        Some(phone.clone())
+    );
+    assert_eq!(store.entity(EntityKind::Account, "1001").unwrap(), None);
 
     store
         .apply(&[
@@ -422,8 +427,13 @@ pub fn entities_upsert_delete_and_suspend(mut store: impl Store) {
     };
     assert_eq!(
         store.load_entities().unwrap(),
-        vec![suspended_acme, other.clone()]
+        vec![suspended_acme.clone(), other.clone()]
     );
+    assert_eq!(
+        store.entity(EntityKind::Account, "acme").unwrap(),
+        Some(suspended_acme)
+    );
+    assert_eq!(store.entity(EntityKind::Extension, "1001").unwrap(), None);
 
     store
         .apply(&[Change::SetSuspended {

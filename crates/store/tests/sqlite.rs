@@ -68,6 +68,9 @@ impl Store for TestStore {
     fn load_entities(&self) -> Result<Vec<StoredEntity>, StoreError> {
         self.inner.load_entities()
     }
+    fn entity(&self, kind: EntityKind, id: &str) -> Result<Option<StoredEntity>, StoreError> {
+        self.inner.entity(kind, id)
+    }
     fn settled_calls(&self, extension: &str, limit: usize) -> Result<Vec<SettledCall>, StoreError> {
         self.inner.settled_calls(extension, limit)
     }
