@@ -13,13 +13,14 @@ use chrono::{DateTime, Duration, Utc};
 use chrono_tz::Tz;
 
 use crate::ledger::{
-    ActiveCall, CallLevel, Headroom, Ledger, LedgerError, LedgerEvent, Periods, SettleReason,
-    Settlement, Subject, SubjectKind,
+    ActiveCall, CallLevel, Headroom, Ledger, LedgerError, LedgerEvent, LimitKind, Periods,
+    SettleReason, Settlement, Subject, SubjectKind,
 };
 use crate::money::{Currency, Money};
 use crate::number::{classify, Destination, DestinationClass, NumberError};
 use crate::policy::{
-    Account, DestinationRules, Extension, Limits, Policy, DEFAULT_ALLOWED_CLASSES, DEFAULT_CLASS_NOTE,
+    Account, DestinationRules, Extension, Limit, Limits, Policy, DEFAULT_ALLOWED_CLASSES,
+    DEFAULT_CLASS_NOTE,
 };
 use crate::rating::Rate;
 
@@ -863,11 +864,52 @@ impl Engine {
                 continue;
             };
             let tz = Engine::time_zone_of(&self.policy, &level.subject);
-            let headroom = self.ledger.headroom(&level.subject, limits, Periods::at(at, tz));
-            if headroom.available.is_some()
-                && tightest.as_ref().is_none_or(|t| headroom.available < t.available)
-            {
-                tightest = Some(headroom);
+            let current = Periods::at(at, tz);
+            let mut headrooms = vec![self.ledger.headroom(&level.subject, limits, current)];
+            // The extra is held in today's headroom but charged in the day and month the
+            // call started in (see `Ledger::settle`), so once the call has crossed a local
+            // midnight or month end it must fit there too. The ledger keeps only the spend
+            // of its latest day and month: a period it has moved past cannot take more.
+            let charged_in = Periods {
+                day: level.day,
+                month: level.month,
+            };
+            let mut past = Limits::UNLIMITED;
+            if charged_in.day != current.day {
+                past.daily = limits.daily;
+            }
+            if charged_in.month != current.month {
+                past.monthly = limits.monthly;
+            }
+            if past != Limits::UNLIMITED {
+                let state = self.ledger.level(level.subject.kind, &level.subject.id);
+                let closed = if past.daily != Limit::Unlimited && state.day != Some(charged_in.day)
+                {
+                    Some((LimitKind::Daily, format!("day {}", charged_in.day)))
+                } else if past.monthly != Limit::Unlimited && state.month != Some(charged_in.month)
+                {
+                    Some((LimitKind::Monthly, format!("month {}", charged_in.month)))
+                } else {
+                    None
+                };
+                if let Some((kind, period)) = closed {
+                    return refuse(Deny {
+                        code: DenyCode::InsufficientCredit,
+                        rule: format!("{} {kind}", level.subject),
+                        message: format!(
+                            "{}: call {call_id} counts in the {kind} of {period}, which has ended: it gets no more time",
+                            level.subject
+                        ),
+                    });
+                }
+                headrooms.push(self.ledger.headroom(&level.subject, &past, charged_in));
+            }
+            for headroom in headrooms {
+                if headroom.available.is_some()
+                    && tightest.as_ref().is_none_or(|t| headroom.available < t.available)
+                {
+                    tightest = Some(headroom);
+                }
             }
         }
         let budget = tightest
