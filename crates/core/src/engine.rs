@@ -46,6 +46,10 @@ pub enum DenyCode {
     NoRate,
     TooManyConcurrentCalls,
     InsufficientCredit,
+    /// `extend` only: the call already has the extension's `max_call_duration`.
+    MaxCallDurationReached,
+    /// `extend` only: the call's grant (plus grace) has run out.
+    CallExpired,
 }
 
 impl DenyCode {
@@ -60,6 +64,8 @@ impl DenyCode {
             DenyCode::NoRate => "no_rate",
             DenyCode::TooManyConcurrentCalls => "too_many_concurrent_calls",
             DenyCode::InsufficientCredit => "insufficient_credit",
+            DenyCode::MaxCallDurationReached => "max_call_duration_reached",
+            DenyCode::CallExpired => "call_expired",
         }
     }
 }
@@ -97,6 +103,10 @@ pub struct Grant {
 
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(tag = "decision", rename_all = "snake_case")]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "one decision per request, returned by value and serialized at once: boxing would only add an allocation"
+)]
 pub enum Decision {
     Allow(Grant),
     Deny(Deny),
@@ -159,10 +169,7 @@ pub struct Engine {
 }
 
 fn check_call_id(call_id: &str) -> Result<(), RequestError> {
-    if call_id.is_empty()
-        || call_id.len() > 128
-        || !call_id.chars().all(|c| c.is_ascii_graphic())
-    {
+    if call_id.is_empty() || call_id.len() > 128 || !call_id.chars().all(|c| c.is_ascii_graphic()) {
         return Err(RequestError::BadCallId);
     }
     Ok(())
@@ -229,7 +236,11 @@ fn level_rules_verdict(
     let digits = destination.digits();
     let is_e164 = destination.e164.is_some();
     if is_e164 {
-        if let Some(prefix) = rules.deny_prefixes.iter().find(|p| digits.starts_with(p.as_str())) {
+        if let Some(prefix) = rules
+            .deny_prefixes
+            .iter()
+            .find(|p| digits.starts_with(p.as_str()))
+        {
             return RuleVerdict::Denied(Deny {
                 code: DenyCode::DestinationBlocked,
                 rule: format!("{level_name} rules.deny_prefixes"),
@@ -248,7 +259,11 @@ fn level_rules_verdict(
                 });
             }
         }
-        if let Some(prefix) = rules.allow_prefixes.iter().find(|p| digits.starts_with(p.as_str())) {
+        if let Some(prefix) = rules
+            .allow_prefixes
+            .iter()
+            .find(|p| digits.starts_with(p.as_str()))
+        {
             return RuleVerdict::Allowed(format!("explicitly allowed prefix +{prefix}"));
         }
         if let Some(country) = destination.country.as_deref() {
@@ -325,7 +340,11 @@ impl Engine {
     }
 
     /// Headroom of every level of an extension at `now`, extension first.
-    pub fn credit_of(&self, extension: &str, now: DateTime<Utc>) -> Result<Vec<Headroom>, RequestError> {
+    pub fn credit_of(
+        &self,
+        extension: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Headroom>, RequestError> {
         let ext = self
             .policy
             .extensions
@@ -511,8 +530,13 @@ impl Engine {
                     ),
                 )
             });
+            // Counted at no level: it holds no money and takes no concurrent-call slot.
+            evaluation.levels.clear();
             return Ok(evaluation);
         }
+
+        // An IPv4 client seen through an IPv6 socket (::ffff:192.0.2.1) is that IPv4 address.
+        let source_ip = request.source_ip.to_canonical();
 
         // Suspension.
         if ext.suspended {
@@ -538,7 +562,12 @@ impl Engine {
             }
         }
         if !ext.suspended && chain.iter().all(|a| !a.suspended) {
-            verdicts.pass(|| ("suspension".into(), "extension and accounts are active".into()));
+            verdicts.pass(|| {
+                (
+                    "suspension".into(),
+                    "extension and accounts are active".into(),
+                )
+            });
         }
 
         // Source IP.
@@ -549,11 +578,11 @@ impl Engine {
                     "no source restriction: calls are accepted from any address".into(),
                 )
             });
-        } else if let Some(net) = ext.allowed_cidrs.iter().find(|n| n.contains(&request.source_ip)) {
+        } else if let Some(net) = ext.allowed_cidrs.iter().find(|n| n.contains(&source_ip)) {
             verdicts.pass(|| {
                 (
                     format!("{ext_name} allowed_cidrs"),
-                    format!("{} is in {net}", request.source_ip),
+                    format!("{source_ip} is in {net}"),
                 )
             });
         } else {
@@ -563,7 +592,7 @@ impl Engine {
                 rule: format!("{ext_name} allowed_cidrs"),
                 message: format!(
                     "{ext_name}: source {} is not in {}",
-                    request.source_ip,
+                    source_ip,
                     nets.join(", ")
                 ),
             });
@@ -573,12 +602,14 @@ impl Engine {
         }
 
         // Destination rules: the extension's, then each account's up the hierarchy.
-        let mut levels: Vec<(String, &DestinationRules, bool)> = vec![(ext_name.clone(), &ext.rules, false)];
+        let mut levels: Vec<(String, &DestinationRules, bool)> =
+            vec![(ext_name.clone(), &ext.rules, false)];
         for acc in &chain {
             levels.push((format!("account {}", acc.id), &acc.rules, true));
         }
         for (level_name, rules, default_classes) in levels {
-            match level_rules_verdict(&level_name, rules, default_classes, &evaluation.destination) {
+            match level_rules_verdict(&level_name, rules, default_classes, &evaluation.destination)
+            {
                 RuleVerdict::Allowed(detail) => {
                     verdicts.pass(|| (format!("{level_name} rules"), detail));
                 }
@@ -600,7 +631,10 @@ impl Engine {
                 verdicts.pass(|| {
                     (
                         rule,
-                        format!("{}; {class} calls are allowed outside business hours", state.detail),
+                        format!(
+                            "{}; {class} calls are allowed outside business hours",
+                            state.detail
+                        ),
                     )
                 });
             } else {
@@ -682,7 +716,10 @@ impl Engine {
 
         // Concurrent calls (a backstop only: money limits are what stop fraud).
         if let Some(max) = ext.max_concurrent_calls {
-            let active = self.ledger.level(SubjectKind::Extension, &ext.id).active_calls;
+            let active = self
+                .ledger
+                .level(SubjectKind::Extension, &ext.id)
+                .active_calls;
             if active >= max {
                 let stop = verdicts.deny(Deny {
                     code: DenyCode::TooManyConcurrentCalls,
@@ -736,7 +773,10 @@ impl Engine {
                         rule: format!(
                             "{} {}",
                             tight.subject,
-                            tight.binding.map(|b| b.kind.to_string()).unwrap_or_default()
+                            tight
+                                .binding
+                                .map(|b| b.kind.to_string())
+                                .unwrap_or_default()
                         ),
                         message: format!(
                             "{} (the first {} s cost {})",
@@ -763,7 +803,11 @@ impl Engine {
     }
 
     /// Marks a call answered: its grant now counts from `at`.
-    pub fn answer(&mut self, call_id: &str, at: DateTime<Utc>) -> Result<(ActiveCall, LedgerEvent), RequestError> {
+    pub fn answer(
+        &mut self,
+        call_id: &str,
+        at: DateTime<Utc>,
+    ) -> Result<(ActiveCall, LedgerEvent), RequestError> {
         let grace = i64::from(self.policy.credit.expiry_grace_s);
         let call = self
             .ledger
@@ -800,17 +844,21 @@ impl Engine {
             .call(call_id)
             .ok_or_else(|| LedgerError::UnknownCall(call_id.to_string()))?
             .clone();
-        let outcome = |added_s: u64, granted_s: u64, reserved: Money, limited_by: Option<Deny>| ExtendOutcome {
-            call_id: call_id.to_string(),
-            granted_s,
-            added_s,
-            reserved,
-            limited_by,
+        let outcome = |added_s: u64, granted_s: u64, reserved: Money, limited_by: Option<Deny>| {
+            ExtendOutcome {
+                call_id: call_id.to_string(),
+                granted_s,
+                added_s,
+                reserved,
+                limited_by,
+            }
         };
         let refuse = |deny: Deny| Ok((outcome(0, call.granted_s, call.reserved, Some(deny)), None));
         // A call whose extension or account was suspended or removed gets no more time.
         let ext = self.policy.extensions.get(&call.extension);
-        let chain = ext.map(|e| self.policy.account_chain(&e.account)).unwrap_or_default();
+        let chain = ext
+            .map(|e| self.policy.account_chain(&e.account))
+            .unwrap_or_default();
         match ext {
             None => {
                 return refuse(Deny {
@@ -828,6 +876,7 @@ impl Engine {
             }
             Some(_) => {}
         }
+        let currency = chain.first().map(|a| a.currency).unwrap_or(Currency::EUR);
         if let Some(acc) = chain.iter().find(|a| a.suspended) {
             return refuse(Deny {
                 code: DenyCode::AccountSuspended,
@@ -839,23 +888,37 @@ impl Engine {
             .map(|s| call.granted_s.saturating_add(s))
             .unwrap_or(call.cap_s)
             .min(call.cap_s);
+        if at >= call.expires_at {
+            return refuse(Deny {
+                code: DenyCode::CallExpired,
+                rule: "credit expiry_grace".to_string(),
+                message: format!(
+                    "call {call_id} expired at {}: it is being settled at its granted amount",
+                    call.expires_at
+                ),
+            });
+        }
         if target <= call.granted_s {
             return refuse(Deny {
-                code: DenyCode::InsufficientCredit,
+                code: DenyCode::MaxCallDurationReached,
                 rule: format!("extension {} max_call_duration", call.extension),
-                message: format!(
-                    "call {call_id} already has its maximum of {} s",
-                    call.cap_s
-                ),
+                message: format!("call {call_id} already has its maximum of {} s", call.cap_s),
             });
         }
         let Some(rate) = call.rate.clone() else {
             // Free call: extend to the target without money.
-            let event = self.ledger.update(call_id, |c| {
-                c.granted_s = target;
-                c.expires_at += Duration::seconds((target - call.granted_s) as i64);
-            }, Money::ZERO)?;
-            return Ok((outcome(target - call.granted_s, target, call.reserved, None), Some(event)));
+            let event = self.ledger.update(
+                call_id,
+                |c| {
+                    c.granted_s = target;
+                    c.expires_at += Duration::seconds((target - call.granted_s) as i64);
+                },
+                Money::ZERO,
+            )?;
+            return Ok((
+                outcome(target - call.granted_s, target, call.reserved, None),
+                Some(event),
+            ));
         };
         // Headroom of each of the call's levels under the current limits.
         let mut tightest: Option<Headroom> = None;
@@ -906,7 +969,9 @@ impl Engine {
             }
             for headroom in headrooms {
                 if headroom.available.is_some()
-                    && tightest.as_ref().is_none_or(|t| headroom.available < t.available)
+                    && tightest
+                        .as_ref()
+                        .is_none_or(|t| headroom.available < t.available)
                 {
                     tightest = Some(headroom);
                 }
@@ -937,10 +1002,11 @@ impl Engine {
                     .and_then(|t| {
                         t.binding.map(|u| {
                             format!(
-                                "{}: {} of {} {} spent or reserved",
+                                "{}: {} of {} {} {} spent or reserved",
                                 t.subject,
                                 u.spent.saturating_add(u.reserved),
                                 u.limit,
+                                currency,
                                 u.kind
                             )
                         })
@@ -967,7 +1033,10 @@ impl Engine {
                 .unwrap_or_default(),
             message: format!("only {added} s of credit left"),
         });
-        Ok((outcome(added, new_granted, new_reserved, limited_by), Some(event)))
+        Ok((
+            outcome(added, new_granted, new_reserved, limited_by),
+            Some(event),
+        ))
     }
 
     /// Ends a call: bills `duration_s` (default: from answer to `at`; 0 if unanswered) by
@@ -990,7 +1059,9 @@ impl Engine {
             (None, Some(answered)) => (at - answered).num_seconds().max(0) as u64,
             (None, None) => 0,
         };
-        let event = self.ledger.settle(call_id, SettleReason::Ended, at, duration)?;
+        let event = self
+            .ledger
+            .settle(call_id, SettleReason::Ended, at, duration)?;
         let LedgerEvent::Settled(settlement) = &event else {
             return Err(LedgerError::UnknownCall(call_id.to_string()).into());
         };
@@ -1003,7 +1074,10 @@ impl Engine {
         let mut events = Vec::with_capacity(due.len());
         for call_id in due {
             let granted = self.ledger.call(&call_id).map(|c| c.granted_s).unwrap_or(0);
-            if let Ok(event) = self.ledger.settle(&call_id, SettleReason::Expired, now, granted) {
+            if let Ok(event) = self
+                .ledger
+                .settle(&call_id, SettleReason::Expired, now, granted)
+            {
                 events.push(event);
             }
         }

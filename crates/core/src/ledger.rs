@@ -71,7 +71,12 @@ impl MonthKey {
 
 impl fmt::Display for MonthKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:04}-{:02}", self.0.div_euclid(12), self.0.rem_euclid(12) + 1)
+        write!(
+            f,
+            "{:04}-{:02}",
+            self.0.div_euclid(12),
+            self.0.rem_euclid(12) + 1
+        )
     }
 }
 
@@ -310,8 +315,12 @@ impl std::str::FromStr for SpendPeriod {
             let (y, m) = month
                 .split_once('-')
                 .ok_or_else(|| format!("bad month period {text:?}"))?;
-            let y: i32 = y.parse().map_err(|_| format!("bad month period {text:?}"))?;
-            let m: i32 = m.parse().map_err(|_| format!("bad month period {text:?}"))?;
+            let y: i32 = y
+                .parse()
+                .map_err(|_| format!("bad month period {text:?}"))?;
+            let m: i32 = m
+                .parse()
+                .map_err(|_| format!("bad month period {text:?}"))?;
             if !(1..=12).contains(&m) {
                 return Err(format!("bad month period {text:?}"));
             }
@@ -442,7 +451,12 @@ impl Ledger {
 
     /// Opens a call and reserves its amount at each of its levels. The caller has checked
     /// the headroom (see the module invariant).
-    pub fn open(&mut self, call: ActiveCall, now: DateTime<Utc>, tz_of: impl Fn(&Subject) -> Tz) -> Result<LedgerEvent, LedgerError> {
+    pub fn open(
+        &mut self,
+        call: ActiveCall,
+        now: DateTime<Utc>,
+        tz_of: impl Fn(&Subject) -> Tz,
+    ) -> Result<LedgerEvent, LedgerError> {
         if self.calls.contains_key(&call.call_id) {
             return Err(LedgerError::DuplicateCall(call.call_id));
         }
@@ -575,7 +589,9 @@ impl Ledger {
             let state = ledger.state_mut(&row.subject);
             state.roll_to(periods);
             match row.period {
-                SpendPeriod::Total => state.spent_total = state.spent_total.saturating_add(row.amount),
+                SpendPeriod::Total => {
+                    state.spent_total = state.spent_total.saturating_add(row.amount)
+                }
                 SpendPeriod::Day(d) if d == periods.day => {
                     state.spent_today = state.spent_today.saturating_add(row.amount)
                 }
@@ -607,7 +623,10 @@ mod tests {
         ] {
             assert_eq!(period.to_string().parse::<SpendPeriod>().unwrap(), period);
         }
-        assert_eq!(SpendPeriod::Month(MonthKey::of(day)).to_string(), "m:2026-01");
+        assert_eq!(
+            SpendPeriod::Month(MonthKey::of(day)).to_string(),
+            "m:2026-01"
+        );
         for bad in ["", "d:2026-13-01", "m:2026-13", "m:x", "week"] {
             assert!(bad.parse::<SpendPeriod>().is_err(), "{bad}");
         }

@@ -209,7 +209,18 @@ mod tests {
 
     #[test]
     fn rejects_non_decimals() {
-        for bad in ["", ".", "1.", ".5", "1e3", "1,5", "abc", "1.2.3", "0.0000001", "--1"] {
+        for bad in [
+            "",
+            ".",
+            "1.",
+            ".5",
+            "1e3",
+            "1,5",
+            "abc",
+            "1.2.3",
+            "0.0000001",
+            "--1",
+        ] {
             assert!(bad.parse::<Money>().is_err(), "{bad:?} should be refused");
         }
         assert!(matches!(

@@ -77,7 +77,10 @@ impl FromStr for DestinationClass {
             .find(|class| class.as_str() == text)
             .ok_or_else(|| {
                 let names: Vec<&str> = DestinationClass::ALL.iter().map(|c| c.as_str()).collect();
-                format!("unknown destination class {text:?} (expected one of {})", names.join(", "))
+                format!(
+                    "unknown destination class {text:?} (expected one of {})",
+                    names.join(", ")
+                )
             })
     }
 }
@@ -141,9 +144,11 @@ impl DialPlan {
     /// The dial plan libphonenumber knows for `region` (international and national
     /// prefixes from its metadata), with internal extensions of 2 to 6 digits.
     pub fn for_region(region: &str) -> Result<DialPlan, String> {
-        let metadata = DATABASE
-            .by_id(region)
-            .ok_or_else(|| format!("unknown country {region:?} (expected an ISO 3166 code such as \"FR\" or \"US\")"))?;
+        let metadata = DATABASE.by_id(region).ok_or_else(|| {
+            format!(
+                "unknown country {region:?} (expected an ISO 3166 code such as \"FR\" or \"US\")"
+            )
+        })?;
         let international_prefix = metadata
             .preferred_international_prefix()
             .map(str::to_string)
@@ -208,7 +213,9 @@ impl HighRiskList {
     pub fn add(&mut self, prefix: &str, reason: &str) -> Result<(), String> {
         let digits = prefix.trim_start_matches('+');
         if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) || digits.len() > 15 {
-            return Err(format!("{prefix:?} is not an E.164 prefix (expected \"+\" and digits, e.g. \"+882\")"));
+            return Err(format!(
+                "{prefix:?} is not an E.164 prefix (expected \"+\" and digits, e.g. \"+882\")"
+            ));
         }
         let entry = HighRiskEntry {
             prefix: digits.to_string(),
@@ -275,6 +282,12 @@ impl Destination {
             .map(|e| e.trim_start_matches('+'))
             .unwrap_or(&self.dialed)
     }
+}
+
+/// Loads libphonenumber's metadata now (it is parsed lazily on first use, which would
+/// otherwise make the first call decision of a service tens of milliseconds slow).
+pub fn warm_up() {
+    let _ = phonenumber::parse(None, "+33142685300").map(|n| n.is_valid());
 }
 
 /// Removes visual separators and checks the characters of a dialed string.
@@ -345,7 +358,7 @@ pub fn classify(
         high_risk: None,
         normalization: how.to_string(),
     };
-    if emergency_numbers.iter().any(|e| *e == dialed) {
+    if emergency_numbers.contains(&dialed) {
         return Ok(short(DestinationClass::Emergency, "emergency number"));
     }
     if dialed.contains(['*', '#']) {
@@ -458,18 +471,29 @@ mod tests {
     }
 
     fn class_of(raw: &str, plan: &DialPlan) -> DestinationClass {
-        classify(raw, plan, &["112".into(), "911".into()], &HighRiskList::builtin())
-            .unwrap()
-            .class
+        classify(
+            raw,
+            plan,
+            &["112".into(), "911".into()],
+            &HighRiskList::builtin(),
+        )
+        .unwrap()
+        .class
     }
 
     #[test]
     fn dial_plans_come_from_metadata() {
         let fr = fr();
-        assert_eq!((fr.country_code, fr.international_prefix.as_str()), (33, "00"));
+        assert_eq!(
+            (fr.country_code, fr.international_prefix.as_str()),
+            (33, "00")
+        );
         assert_eq!(fr.national_prefix.as_deref(), Some("0"));
         let us = us();
-        assert_eq!((us.country_code, us.international_prefix.as_str()), (1, "011"));
+        assert_eq!(
+            (us.country_code, us.international_prefix.as_str()),
+            (1, "011")
+        );
         assert_eq!(us.national_prefix.as_deref(), Some("1"));
         assert!(DialPlan::for_region("XX").is_err());
     }
@@ -503,11 +527,17 @@ mod tests {
         assert_eq!(class_of("+19005550123", &us()), DestinationClass::Premium);
         assert_eq!(class_of("+18005550123", &us()), DestinationClass::TollFree);
         assert_eq!(class_of("+88216123456", &fr()), DestinationClass::HighRisk);
-        assert_eq!(class_of("+4915112345678", &fr()), DestinationClass::International);
+        assert_eq!(
+            class_of("+4915112345678", &fr()),
+            DestinationClass::International
+        );
         // A call from the US to Jamaica shares country code 1 but is international (and
         // +1 876 is a known one-ring scam range).
         assert_eq!(class_of("18765550123", &us()), DestinationClass::HighRisk);
-        assert_eq!(class_of("+16135550123", &us()), DestinationClass::International);
+        assert_eq!(
+            class_of("+16135550123", &us()),
+            DestinationClass::International
+        );
     }
 
     #[test]
@@ -521,7 +551,16 @@ mod tests {
     #[test]
     fn hostile_input_is_refused() {
         let hr = HighRiskList::builtin();
-        for bad in ["", "   ", "abc", "12;DROP", "+", "1+2", "sip:1@x", &"1".repeat(40)] {
+        for bad in [
+            "",
+            "   ",
+            "abc",
+            "12;DROP",
+            "+",
+            "1+2",
+            "sip:1@x",
+            &"1".repeat(40),
+        ] {
             assert!(classify(bad, &fr(), &[], &hr).is_err(), "{bad:?}");
         }
         assert!(classify("00", &fr(), &[], &hr).is_err());
@@ -530,7 +569,10 @@ mod tests {
     #[test]
     fn builtin_high_risk_list_is_well_formed() {
         let mut count = 0;
-        for line in BUILTIN_HIGH_RISK.lines().filter(|l| !l.trim().is_empty() && !l.starts_with('#')) {
+        for line in BUILTIN_HIGH_RISK
+            .lines()
+            .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+        {
             let (prefix, reason) = line.split_once(',').expect("prefix,reason");
             assert!(HighRiskList::new().add(prefix, reason).is_ok(), "{line}");
             assert!(reason.trim().len() > 10, "reason too short: {line}");

@@ -202,7 +202,9 @@ pub enum DirectoryError {
         extensions: usize,
         children: usize,
     },
-    #[error("account {account:?} uses currency {account_currency} but {other} uses {other_currency}")]
+    #[error(
+        "account {account:?} uses currency {account_currency} but {other} uses {other_currency}"
+    )]
     CurrencyMismatch {
         account: String,
         account_currency: Currency,

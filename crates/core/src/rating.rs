@@ -20,7 +20,10 @@ pub struct Increments {
 }
 
 impl Increments {
-    pub const PER_MINUTE: Increments = Increments { first: 60, next: 60 };
+    pub const PER_MINUTE: Increments = Increments {
+        first: 60,
+        next: 60,
+    };
     pub const PER_SECOND: Increments = Increments { first: 1, next: 1 };
 
     /// Seconds billed for a call that lasted `seconds` (0 for an unanswered call).
@@ -318,7 +321,10 @@ mod tests {
         table.insert("44", "uk").unwrap();
         table.insert("447", "uk mobile").unwrap();
         table.insert("4479", "uk mobile special").unwrap();
-        assert_eq!(table.longest_match("447911123456"), Some((4, &"uk mobile special")));
+        assert_eq!(
+            table.longest_match("447911123456"),
+            Some((4, &"uk mobile special"))
+        );
         assert_eq!(table.longest_match("447811123456"), Some((3, &"uk mobile")));
         assert_eq!(table.longest_match("442071234567"), Some((2, &"uk")));
         assert_eq!(table.longest_match("33123"), None);

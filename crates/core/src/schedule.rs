@@ -97,7 +97,8 @@ impl Schedule {
 
 /// Parses "08:00-18:00" into a span.
 pub fn parse_span(text: &str) -> Result<OpenSpan, String> {
-    let bad = || format!("{text:?} is not a time span (expected HH:MM-HH:MM, e.g. \"08:30-18:00\")");
+    let bad =
+        || format!("{text:?} is not a time span (expected HH:MM-HH:MM, e.g. \"08:30-18:00\")");
     let (start, end) = text.trim().split_once('-').ok_or_else(bad)?;
     let minute = |t: &str| -> Result<u16, String> {
         let (h, m) = t.trim().split_once(':').ok_or_else(bad)?;
@@ -110,7 +111,9 @@ pub fn parse_span(text: &str) -> Result<OpenSpan, String> {
     };
     let (start_minute, end_minute) = (minute(start)?, minute(end)?);
     if start_minute >= end_minute {
-        return Err(format!("{text:?}: the span must end after it starts (split spans across midnight in two days)"));
+        return Err(format!(
+            "{text:?}: the span must end after it starts (split spans across midnight in two days)"
+        ));
     }
     Ok(OpenSpan {
         start_minute,
@@ -123,18 +126,31 @@ mod tests {
     use super::*;
 
     fn office() -> Schedule {
-        let day = vec![parse_span("08:00-12:00").unwrap(), parse_span("13:00-18:00").unwrap()];
+        let day = vec![
+            parse_span("08:00-12:00").unwrap(),
+            parse_span("13:00-18:00").unwrap(),
+        ];
         Schedule {
             name: "office".into(),
             time_zone: "Europe/Paris".parse().unwrap(),
-            weekly: [day.clone(), day.clone(), day.clone(), day.clone(), day, vec![], vec![]],
+            weekly: [
+                day.clone(),
+                day.clone(),
+                day.clone(),
+                day.clone(),
+                day,
+                vec![],
+                vec![],
+            ],
             holidays: vec![NaiveDate::from_ymd_opt(2026, 12, 25).unwrap()],
             outside_hours_classes: [DestinationClass::Internal].into_iter().collect(),
         }
     }
 
     fn at(text: &str) -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339(text).unwrap().with_timezone(&Utc)
+        DateTime::parse_from_rfc3339(text)
+            .unwrap()
+            .with_timezone(&Utc)
     }
 
     #[test]
@@ -148,10 +164,17 @@ mod tests {
         assert!(s.open_at(at("2026-11-26T16:59:00Z")).open);
         let closed = s.open_at(at("2026-11-26T17:00:00Z"));
         assert!(!closed.open);
-        assert!(closed.detail.contains("Thu 2026-11-26 18:00 Europe/Paris"), "{}", closed.detail);
+        assert!(
+            closed.detail.contains("Thu 2026-11-26 18:00 Europe/Paris"),
+            "{}",
+            closed.detail
+        );
         // Saturday, and a holiday on a Friday.
         assert!(!s.open_at(at("2026-11-28T10:00:00Z")).open);
-        assert!(s.open_at(at("2026-12-25T10:00:00Z")).detail.contains("holiday"));
+        assert!(s
+            .open_at(at("2026-12-25T10:00:00Z"))
+            .detail
+            .contains("holiday"));
         // Summer time: 2026-07-02 07:30 UTC is 09:30 in Paris.
         assert!(s.open_at(at("2026-07-02T07:30:00Z")).open);
         assert!(!s.open_at(at("2026-07-02T05:30:00Z")).open);
@@ -168,7 +191,14 @@ mod tests {
     #[test]
     fn spans_are_validated() {
         assert_eq!(parse_span("00:00-24:00").unwrap().end_minute, 1440);
-        for bad in ["8-18", "18:00-08:00", "08:60-09:00", "25:00-26:00", "x", "08:00-08:00"] {
+        for bad in [
+            "8-18",
+            "18:00-08:00",
+            "08:60-09:00",
+            "25:00-26:00",
+            "x",
+            "08:00-08:00",
+        ] {
             assert!(parse_span(bad).is_err(), "{bad}");
         }
     }

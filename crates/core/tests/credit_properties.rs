@@ -842,7 +842,7 @@ fn extend_after_local_midnight_cannot_overspend_the_day_the_call_started() {
     assert_eq!(deny.code, DenyCode::InsufficientCredit);
     assert_eq!(
         deny.message,
-        "extension p1: 1.00 of 1.00 daily limit spent or reserved"
+        "extension p1: 1.00 of 1.00 EUR daily limit spent or reserved"
     );
     let (settled, _) = engine
         .end("b", Some(1800), at("2026-05-06T00:10:05+02:00"))
