@@ -11,6 +11,7 @@
 //! store to make durable; the core never writes them itself.
 
 pub mod engine;
+pub mod guard;
 pub mod guard_event;
 pub mod ledger;
 pub mod money;
