@@ -218,6 +218,25 @@ impl RateNode {
     }
 }
 
+/// How long a ban lasts: `base_s`, times `factor` per earlier offense, at most `max_s`.
+#[derive(Clone, Copy, Debug)]
+struct BanTerms {
+    base_s: u64,
+    factor: u32,
+    max_s: u64,
+}
+
+impl BanTerms {
+    /// Rules without their own increment settings: doubled per repeat, at most 30 times.
+    fn repeatable(base_s: u64) -> BanTerms {
+        BanTerms {
+            base_s,
+            factor: 2,
+            max_s: base_s.saturating_mul(30),
+        }
+    }
+}
+
 /// The guard's state.
 #[derive(Clone, Debug)]
 pub struct Guard {
@@ -365,11 +384,14 @@ impl Guard {
         rule: String,
         reason: String,
         events: Vec<String>,
-        base_s: u64,
-        factor: u32,
-        max_s: u64,
+        terms: BanTerms,
         now: DateTime<Utc>,
     ) -> Option<Ban> {
+        let BanTerms {
+            base_s,
+            factor,
+            max_s,
+        } = terms;
         if self
             .policy
             .allowlist
@@ -460,9 +482,7 @@ impl Guard {
                             scanner.reason
                         ),
                         vec![summary.clone()],
-                        bantime,
-                        2,
-                        bantime.saturating_mul(30),
+                        BanTerms::repeatable(bantime),
                         now,
                     ) {
                         actions.push(GuardAction::Ban(ban.clone()));
@@ -549,9 +569,11 @@ impl Guard {
                         format!("jail {}", jail.name),
                         reason,
                         events,
-                        jail.bantime_s,
-                        jail.bantime_factor,
-                        jail.bantime_max_s,
+                        BanTerms {
+                            base_s: jail.bantime_s,
+                            factor: jail.bantime_factor,
+                            max_s: jail.bantime_max_s,
+                        },
                         now,
                     ) {
                         actions.push(GuardAction::Ban(ban));
@@ -612,9 +634,7 @@ impl Guard {
                         "enumeration".into(),
                         reason,
                         vec![summary.clone()],
-                        rule.bantime_s,
-                        2,
-                        rule.bantime_s.saturating_mul(30),
+                        BanTerms::repeatable(rule.bantime_s),
                         now,
                     ) {
                         actions.push(GuardAction::Ban(ban));
@@ -706,9 +726,7 @@ impl Guard {
                         "pike".into(),
                         reason,
                         events,
-                        rule.bantime_s,
-                        2,
-                        rule.bantime_s.saturating_mul(30),
+                        BanTerms::repeatable(rule.bantime_s),
                         now,
                     ) {
                         actions.push(GuardAction::Ban(ban));
