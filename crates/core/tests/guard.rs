@@ -1,6 +1,9 @@
 //! The intrusion guard's rules, one test per rule, plus properties: no ban below a
 //! threshold, allowlisted addresses never banned, bounded memory.
 
+// Test code: failures must fail loudly.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::net::IpAddr;
 
 use chrono::{DateTime, Duration, Utc};
