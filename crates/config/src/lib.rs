@@ -18,7 +18,10 @@ use std::path::{Path, PathBuf};
 
 use tollgate_core::Policy;
 
-pub use validate::{Durability, Problem, Scope, ServerSettings, Settings, TokenSource, TokenSpec};
+pub use validate::{
+    Durability, FirewallBackend, FirewallSettings, GuardSettings, LogSource, Problem, Scope,
+    ServerSettings, Settings, TokenSource, TokenSpec,
+};
 
 /// The sample policy compiled into the binary.
 pub const DEFAULT_POLICY: &str = include_str!("../../../examples/tollgate.toml");

@@ -29,6 +29,104 @@ pub struct RawPolicy {
     pub accounts: BTreeMap<String, RawAccount>,
     #[serde(default)]
     pub extensions: BTreeMap<String, RawExtension>,
+    #[serde(default)]
+    pub guard: RawGuard,
+    #[serde(default)]
+    pub firewall: RawFirewall,
+}
+
+/// The intrusion guard: jails, scanners, enumeration, flood detection, log sources.
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawGuard {
+    pub enabled: Option<bool>,
+    #[serde(default)]
+    pub allowlist: Vec<String>,
+    pub aggregate_ipv4: Option<u8>,
+    pub aggregate_ipv6: Option<u8>,
+    pub offense_memory: Option<RawDuration>,
+    pub registration_cidrs: Option<bool>,
+    pub scanner_bantime: Option<RawDuration>,
+    pub scanner_user_agents_builtin: Option<bool>,
+    #[serde(default)]
+    pub scanner_user_agents: Vec<RawScanner>,
+    /// Jails by name; without any, one "sip-auth" jail (5 in 10m, 1h, doubling to 1w).
+    pub jails: Option<BTreeMap<String, RawJail>>,
+    pub enumeration: Option<RawEnumeration>,
+    pub pike: Option<RawPike>,
+    #[serde(default)]
+    pub logs: Vec<RawLogSource>,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawScanner {
+    pub pattern: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawJail {
+    pub maxretry: u32,
+    pub findtime: RawDuration,
+    pub bantime: RawDuration,
+    pub bantime_factor: Option<u32>,
+    pub bantime_max: Option<RawDuration>,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEnumeration {
+    pub enabled: Option<bool>,
+    pub distinct_users: Option<u32>,
+    pub findtime: Option<RawDuration>,
+    pub bantime: Option<RawDuration>,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPike {
+    pub enabled: Option<bool>,
+    pub window: Option<RawDuration>,
+    pub density: Option<u64>,
+    pub subnet_density: Option<u64>,
+    pub bantime: Option<RawDuration>,
+    pub max_nodes: Option<usize>,
+}
+
+/// A log file to tail.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLogSource {
+    pub path: String,
+    /// "asterisk", "freeswitch", "kamailio" or "regex".
+    pub format: String,
+    /// For format = "regex": named groups `host` (required), `user`, `time`.
+    pub regex: Option<String>,
+    /// chrono format of the `time` group (default RFC 3339).
+    pub time_format: Option<String>,
+    /// Where to start in a file seen the first time: "end" (default) or "beginning".
+    pub start: Option<String>,
+}
+
+/// Where bans go, and the baseline ruleset of `tollgate firewall render`.
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFirewall {
+    /// "nftables" (default), "iptables", "command", "dry-run" or "none".
+    pub backend: Option<String>,
+    /// SIP ports the drop rule covers (default 5060, 5061).
+    pub ports: Option<Vec<u16>>,
+    /// The nft command as an argv (default ["nft"]).
+    pub nft: Option<Vec<String>>,
+    pub ban_command: Option<Vec<String>>,
+    pub unban_command: Option<Vec<String>>,
+    /// Networks `firewall render` opens SIP and RTP to (providers, customer sites).
+    #[serde(default)]
+    pub trusted: Vec<String>,
+    /// RTP port range, "10000-20000".
+    pub rtp_ports: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]

@@ -27,6 +27,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 use chrono::{DateTime, NaiveDate, Utc};
+use tollgate_core::guard::Ban;
 use tollgate_core::ledger::{ActiveCall, LedgerEvent, SpendPeriod, SpendRow, Subject};
 use tollgate_core::policy::Origin;
 use tollgate_core::Money;
@@ -61,6 +62,12 @@ pub trait Store: Send {
     /// the policy file), ordered by kind then id.
     fn load_entities(&self) -> Result<Vec<StoredEntity>, StoreError>;
 
+    /// Bans that started on or after `since`, and every ban not lifted, oldest first.
+    fn load_bans(&self, since: DateTime<Utc>) -> Result<Vec<StoredBan>, StoreError>;
+
+    /// A cursor (e.g. a log tail position) stored with [`Change::SetCursor`].
+    fn cursor(&self, key: &str) -> Result<Option<String>, StoreError>;
+
     /// One directory entry, if stored.
     fn entity(&self, kind: EntityKind, id: &str) -> Result<Option<StoredEntity>, StoreError>;
 
@@ -94,6 +101,16 @@ pub enum Change {
     UpsertEntity(StoredEntity),
     /// Removes a directory entry; nothing happens if there is none.
     DeleteEntity { kind: EntityKind, id: String },
+    /// Records a ban (closing the one in force for the same target, if any).
+    RecordBan(Ban),
+    /// Marks the ban in force for `target` lifted (expired, or by hand).
+    LiftBan {
+        target: ipnet::IpNet,
+        at: DateTime<Utc>,
+        reason: String,
+    },
+    /// Stores an opaque cursor value under a key (log tail positions).
+    SetCursor { key: String, value: String },
     /// Suspends or resumes a directory entry; nothing happens (but a warning is logged) if
     /// there is none.
     SetSuspended {
@@ -155,6 +172,15 @@ pub struct StoredEntity {
     /// Opaque JSON text: the store keeps it and gives it back, never interprets it.
     pub body: String,
     pub suspended: bool,
+}
+
+/// A ban as stored: the ban, and when and why it was lifted.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct StoredBan {
+    #[serde(flatten)]
+    pub ban: Ban,
+    pub lifted_at: Option<DateTime<Utc>>,
+    pub lift_reason: Option<String>,
 }
 
 /// A finished call, as the API shows it.
@@ -239,6 +265,8 @@ macro_rules! store_test_suite {
             failed_apply_leaves_nothing_behind,
             empty_apply_is_fine,
             reopened_call_id_is_open_again,
+            bans_record_lift_and_history,
+            cursors_round_trip,
         );
     };
     (@tests $make:expr; $($name:ident),* $(,)?) => {

@@ -28,7 +28,9 @@ use tollgate_core::ledger::{
 use tollgate_core::Money;
 
 use crate::codec;
-use crate::{Change, EntityKind, SettledCall, Store, StoreError, StoredEntity};
+use crate::{Change, EntityKind, SettledCall, Store, StoreError, StoredBan, StoredEntity};
+use chrono::{DateTime, Utc};
+use tollgate_core::guard::Ban;
 
 /// How hard a commit works to survive failures.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -87,6 +89,29 @@ pub const MIGRATIONS: &[&str] = &[
         suspended  INTEGER NOT NULL CHECK (suspended IN (0, 1)),
         updated_at TEXT NOT NULL,
         PRIMARY KEY (kind, id)
+    ) STRICT, WITHOUT ROWID;
+    "#,
+    // 2: the intrusion guard's bans (history kept for repeat offenses) and cursors
+    // (log tail positions).
+    r#"
+    CREATE TABLE bans (
+        id          INTEGER PRIMARY KEY,
+        target      TEXT NOT NULL,
+        rule        TEXT NOT NULL,
+        reason      TEXT NOT NULL,
+        events      TEXT NOT NULL CHECK (json_valid(events)),
+        banned_at   TEXT NOT NULL,
+        expires_at  TEXT,
+        offense     INTEGER NOT NULL,
+        lifted_at   TEXT,
+        lift_reason TEXT
+    ) STRICT;
+    CREATE INDEX bans_by_time ON bans (banned_at);
+    CREATE INDEX bans_active ON bans (target) WHERE lifted_at IS NULL;
+
+    CREATE TABLE cursors (
+        key   TEXT NOT NULL PRIMARY KEY,
+        value TEXT NOT NULL
     ) STRICT, WITHOUT ROWID;
     "#,
 ];
@@ -273,6 +298,42 @@ fn apply_change(conn: &Connection, change: &Change) -> Result<(), StoreError> {
             conn.prepare_cached(DELETE_ENTITY)?
                 .execute(params![kind.as_str(), id])?;
         }
+        Change::RecordBan(ban) => {
+            let events = serde_json::to_string(&ban.events).map_err(|e| StoreError::Invalid {
+                what: "ban events".into(),
+                detail: e.to_string(),
+            })?;
+            // A new ban of a target replaces the one in force (a manual ban over an
+            // automatic one, say): the older row is closed, history kept.
+            conn.prepare_cached(
+                "UPDATE bans SET lifted_at = ?2, lift_reason = 'replaced' WHERE target = ?1 AND lifted_at IS NULL",
+            )?
+            .execute(params![ban.target.to_string(), codec::format_time(ban.banned_at)])?;
+            conn.prepare_cached(
+                "INSERT INTO bans (target, rule, reason, events, banned_at, expires_at, offense) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?
+            .execute(params![
+                ban.target.to_string(),
+                ban.rule,
+                ban.reason,
+                events,
+                codec::format_time(ban.banned_at),
+                ban.expires_at.map(codec::format_time),
+                ban.offense,
+            ])?;
+        }
+        Change::LiftBan { target, at, reason } => {
+            conn.prepare_cached(
+                "UPDATE bans SET lifted_at = ?2, lift_reason = ?3 WHERE target = ?1 AND lifted_at IS NULL",
+            )?
+            .execute(params![target.to_string(), codec::format_time(*at), reason])?;
+        }
+        Change::SetCursor { key, value } => {
+            conn.prepare_cached(
+                "INSERT INTO cursors (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            )?
+            .execute(params![key, value])?;
+        }
         Change::SetSuspended {
             kind,
             id,
@@ -375,6 +436,78 @@ impl Store for SqliteStore {
             "SELECT kind, id, origin, body, suspended FROM entities ORDER BY kind, id",
             &[],
         )
+    }
+
+    fn load_bans(&self, since: DateTime<Utc>) -> Result<Vec<StoredBan>, StoreError> {
+        let mut statement = self.conn.prepare_cached(
+            "SELECT target, rule, reason, events, banned_at, expires_at, offense, lifted_at, lift_reason
+             FROM bans WHERE banned_at >= ?1 OR lifted_at IS NULL ORDER BY banned_at, id",
+        )?;
+        let rows = statement.query_map(params![codec::format_time(since)], |row| {
+            Ok((
+                row.get::<_, String>(0)?,
+                row.get::<_, String>(1)?,
+                row.get::<_, String>(2)?,
+                row.get::<_, String>(3)?,
+                row.get::<_, String>(4)?,
+                row.get::<_, Option<String>>(5)?,
+                row.get::<_, i64>(6)?,
+                row.get::<_, Option<String>>(7)?,
+                row.get::<_, Option<String>>(8)?,
+            ))
+        })?;
+        let mut bans = Vec::new();
+        for row in rows {
+            let (
+                target,
+                rule,
+                reason,
+                events,
+                banned_at,
+                expires_at,
+                offense,
+                lifted_at,
+                lift_reason,
+            ) = row?;
+            let corrupt = |detail: String| StoreError::Corrupt {
+                what: format!("ban of {target:?}"),
+                detail,
+            };
+            let ban = Ban {
+                target: target
+                    .parse()
+                    .map_err(|e: ipnet::AddrParseError| corrupt(e.to_string()))?,
+                rule,
+                reason,
+                events: serde_json::from_str(&events).map_err(|e| corrupt(e.to_string()))?,
+                banned_at: codec::parse_time(&banned_at).map_err(corrupt)?,
+                expires_at: expires_at
+                    .as_deref()
+                    .map(codec::parse_time)
+                    .transpose()
+                    .map_err(corrupt)?,
+                offense: u32::try_from(offense).unwrap_or(u32::MAX),
+            };
+            let lifted_at = lifted_at
+                .as_deref()
+                .map(codec::parse_time)
+                .transpose()
+                .map_err(corrupt)?;
+            bans.push(StoredBan {
+                ban,
+                lifted_at,
+                lift_reason,
+            });
+        }
+        Ok(bans)
+    }
+
+    fn cursor(&self, key: &str) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT value FROM cursors WHERE key = ?1")?
+            .query_row(params![key], |row| row.get::<_, String>(0))
+            .optional()?)
     }
 
     fn entity(&self, kind: EntityKind, id: &str) -> Result<Option<StoredEntity>, StoreError> {

@@ -647,3 +647,118 @@ pub fn reopened_call_id_is_open_again(mut store: impl Store) {
         Money::from_cents(70)
     );
 }
+
+fn ban_at(
+    target: &str,
+    rule: &str,
+    at: chrono::DateTime<chrono::Utc>,
+    seconds: Option<i64>,
+    offense: u32,
+) -> tollgate_core::guard::Ban {
+    tollgate_core::guard::Ban {
+        target: target.parse().unwrap(),
+        rule: rule.into(),
+        reason: format!("{rule} reason"),
+        events: vec![format!("event for {target}"), "second event".into()],
+        banned_at: at,
+        expires_at: seconds.map(|s| at + chrono::Duration::seconds(s)),
+        offense,
+    }
+}
+
+pub fn bans_record_lift_and_history(mut store: impl Store) {
+    use chrono::{Duration, TimeZone, Utc};
+    let t0 = Utc.with_ymd_and_hms(2026, 11, 26, 10, 0, 0).unwrap();
+    let old = ban_at(
+        "203.0.113.1/32",
+        "jail sip-auth",
+        t0 - Duration::days(30),
+        Some(3600),
+        1,
+    );
+    let first = ban_at("203.0.113.7/32", "jail sip-auth", t0, Some(3600), 1);
+    let subnet = ban_at(
+        "198.51.100.0/24",
+        "pike",
+        t0 + Duration::seconds(1),
+        None,
+        1,
+    );
+    store
+        .apply(&[
+            Change::RecordBan(old.clone()),
+            Change::LiftBan {
+                target: old.target,
+                at: t0 - Duration::days(29),
+                reason: "expired".into(),
+            },
+            Change::RecordBan(first.clone()),
+            Change::RecordBan(subnet.clone()),
+        ])
+        .unwrap();
+    let loaded = store.load_bans(t0 - Duration::days(7)).unwrap();
+    assert_eq!(
+        loaded.iter().map(|b| b.ban.clone()).collect::<Vec<_>>(),
+        vec![first.clone(), subnet.clone()]
+    );
+    assert!(loaded.iter().all(|b| b.lifted_at.is_none()));
+    // Older history is there when asked for.
+    let all = store.load_bans(t0 - Duration::days(60)).unwrap();
+    assert_eq!(all.len(), 3);
+    assert_eq!(all[0].lift_reason.as_deref(), Some("expired"));
+
+    // A second ban of the same target replaces the first; lifting closes it.
+    let second = ban_at(
+        "203.0.113.7/32",
+        "manual",
+        t0 + Duration::seconds(5),
+        None,
+        2,
+    );
+    store
+        .apply(&[
+            Change::RecordBan(second.clone()),
+            Change::LiftBan {
+                target: subnet.target,
+                at: t0 + Duration::seconds(9),
+                reason: "lifted by hand".into(),
+            },
+        ])
+        .unwrap();
+    let loaded = store.load_bans(t0 - Duration::days(7)).unwrap();
+    assert_eq!(loaded.len(), 3);
+    let in_force: Vec<_> = loaded
+        .iter()
+        .filter(|b| b.lifted_at.is_none())
+        .map(|b| b.ban.clone())
+        .collect();
+    assert_eq!(in_force, vec![second]);
+    let replaced = loaded.iter().find(|b| b.ban == first).unwrap();
+    assert_eq!(replaced.lift_reason.as_deref(), Some("replaced"));
+}
+
+pub fn cursors_round_trip(mut store: impl Store) {
+    assert_eq!(
+        store.cursor("tail:/var/log/asterisk/security").unwrap(),
+        None
+    );
+    store
+        .apply(&[Change::SetCursor {
+            key: "tail:/var/log/asterisk/security".into(),
+            value: r#"{"offset":10}"#.into(),
+        }])
+        .unwrap();
+    store
+        .apply(&[Change::SetCursor {
+            key: "tail:/var/log/asterisk/security".into(),
+            value: r#"{"offset":42}"#.into(),
+        }])
+        .unwrap();
+    assert_eq!(
+        store
+            .cursor("tail:/var/log/asterisk/security")
+            .unwrap()
+            .as_deref(),
+        Some(r#"{"offset":42}"#)
+    );
+}

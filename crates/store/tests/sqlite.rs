@@ -71,6 +71,15 @@ impl Store for TestStore {
     fn entity(&self, kind: EntityKind, id: &str) -> Result<Option<StoredEntity>, StoreError> {
         self.inner.entity(kind, id)
     }
+    fn load_bans(
+        &self,
+        since: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Vec<tollgate_store::StoredBan>, StoreError> {
+        self.inner.load_bans(since)
+    }
+    fn cursor(&self, key: &str) -> Result<Option<String>, StoreError> {
+        self.inner.cursor(key)
+    }
     fn settled_calls(&self, extension: &str, limit: usize) -> Result<Vec<SettledCall>, StoreError> {
         self.inner.settled_calls(extension, limit)
     }
@@ -205,7 +214,10 @@ fn a_newer_schema_is_refused_and_left_untouched() {
     for durability in [Durability::Normal, Durability::Full] {
         match SqliteStore::open(db_path(&dir), durability) {
             Err(StoreError::TooNew { found, supported }) => {
-                assert_eq!((found, supported), (999, 1));
+                assert_eq!(
+                    (found, supported),
+                    (999, tollgate_store::sqlite::SCHEMA_VERSION)
+                );
             }
             other => panic!("expected TooNew, got {other:?}"),
         }
@@ -229,7 +241,10 @@ fn an_empty_file_is_migrated_to_the_current_schema() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(db_path(&dir), b"").unwrap();
     let store = SqliteStore::open(db_path(&dir), Durability::Normal).unwrap();
-    assert_eq!(store.schema_version().unwrap(), 1);
+    assert_eq!(
+        store.schema_version().unwrap(),
+        tollgate_store::sqlite::SCHEMA_VERSION
+    );
     let tables: Vec<String> = raw(&db_path(&dir))
         .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
         .unwrap()
@@ -237,7 +252,37 @@ fn an_empty_file_is_migrated_to_the_current_schema() {
         .unwrap()
         .collect::<Result<_, _>>()
         .unwrap();
-    assert_eq!(tables, ["calls", "entities", "spend"]);
+    assert_eq!(tables, ["bans", "calls", "cursors", "entities", "spend"]);
+}
+
+#[test]
+fn a_database_of_the_first_schema_is_upgraded_in_place_with_its_data() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        // What the first released tollgate wrote: migration 1 only.
+        let conn = raw(&db_path(&dir));
+        conn.execute_batch(tollgate_store::sqlite::MIGRATIONS[0])
+            .unwrap();
+        conn.pragma_update(None, "user_version", 1).unwrap();
+        conn.execute(
+            "INSERT INTO spend (subject_kind, subject_id, period, amount) VALUES ('extension', '1001', 'total', 1230000)",
+            [],
+        )
+        .unwrap();
+    }
+    let store = SqliteStore::open(db_path(&dir), Durability::Normal).unwrap();
+    assert_eq!(
+        store.schema_version().unwrap(),
+        tollgate_store::sqlite::SCHEMA_VERSION
+    );
+    let total = store
+        .spend(
+            &tollgate_core::ledger::Subject::extension("1001"),
+            tollgate_core::ledger::SpendPeriod::Total,
+        )
+        .unwrap();
+    assert_eq!(total.micros(), 1_230_000);
+    assert!(store.load_bans(chrono::Utc::now()).unwrap().is_empty());
 }
 
 #[test]
