@@ -14,12 +14,14 @@ use tokio::sync::oneshot;
 use tollgate_config::raw::{RawAccount, RawExtension};
 use tollgate_config::validate::{account_from_raw, extension_from_raw};
 use tollgate_config::{Loaded, ServerSettings};
+use tollgate_core::guard::{Guard, GuardAction};
 use tollgate_core::ledger::{Ledger, LedgerEvent};
 use tollgate_core::policy::{Origin, Policy};
 use tollgate_core::Engine;
 use tollgate_store::{Change, EntityKind, Journal, SqliteStore, Store, StoreError, StoredEntity};
 
 use crate::auth::{load_tokens, Token, TokenError};
+use crate::guard::{build_firewall, entry_of, history_window, FirewallWorker};
 use crate::metrics::Metrics;
 
 /// Why the service could not start.
@@ -31,6 +33,8 @@ pub enum StartError {
     Token(#[from] TokenError),
     #[error("cannot write the policy's directory to the store: {0}")]
     Seed(StoreError),
+    #[error("firewall: {0}")]
+    Firewall(#[from] tollgate_enforce::EnforceError),
 }
 
 /// The service: decision engine, durable journal, tokens, metrics.
@@ -42,6 +46,10 @@ pub struct App {
     pub tokens: Vec<Token>,
     pub metrics: Metrics,
     pub settings: ServerSettings,
+    // Its own lock: registration and flood events never wait for call decisions.
+    guard: Mutex<Guard>,
+    pub guard_enabled: bool,
+    pub firewall: Option<FirewallWorker>,
 }
 
 /// Accounts must be added parents first; returns them in that order.
@@ -113,12 +121,36 @@ impl App {
         let spend = store.load_spend(since).map_err(store_error)?;
         let open_calls = store.load_open_calls().map_err(store_error)?;
         let recovered = open_calls.len();
+        let guard_settings = settings.guard.clone();
+        let ban_history = store
+            .load_bans(history_window(guard_settings.policy.offense_memory_s, now))
+            .map_err(store_error)?;
+        let mut guard = Guard::restore(
+            guard_settings.policy.clone(),
+            ban_history.iter().map(|b| {
+                let mut ban = b.ban.clone();
+                // A ban lifted early ends when it was lifted, for the restored state.
+                if let Some(lifted) = b.lifted_at {
+                    ban.expires_at = Some(ban.expires_at.map_or(lifted, |e| e.min(lifted)));
+                }
+                ban
+            }),
+            now,
+        );
+        let expired_bans = guard.expire(now);
+        let firewall = if guard_settings.enabled {
+            build_firewall(&settings.firewall)?
+                .map(|fw| FirewallWorker::start(fw, guard.bans().map(entry_of).collect()))
+        } else {
+            None
+        };
         let ledger = Ledger::restore(spend, open_calls, now, |s| Engine::time_zone_of(&policy, s));
         let mut engine = Engine { policy, ledger };
         let expired = engine.expire_due(now);
         let journal = Journal::start(store);
         let mut changes = seed;
         changes.extend(expired.iter().cloned().map(Change::Ledger));
+        changes.extend(crate::guard::record(&expired_bans, now));
         journal_apply_blocking(&journal, changes).map_err(StartError::Seed)?;
         tracing::info!(
             accounts = engine.policy.accounts.len(),
@@ -137,6 +169,9 @@ impl App {
             tokens,
             metrics,
             settings: settings.server,
+            guard: Mutex::new(guard),
+            guard_enabled: guard_settings.enabled,
+            firewall,
         }))
     }
 
@@ -146,6 +181,49 @@ impl App {
         self.engine
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The intrusion guard, locked (same poisoning rule as [`App::engine`]).
+    pub fn guard(&self) -> MutexGuard<'_, Guard> {
+        self.guard
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Records the guard's actions durably, then enforces them. Call with the guard lock
+    /// held so that actions reach the store and the firewall in the order decided.
+    pub fn carry_out(
+        &self,
+        actions: &[GuardAction],
+        now: DateTime<Utc>,
+    ) -> oneshot::Receiver<Result<(), StoreError>> {
+        for action in actions {
+            if let GuardAction::Ban(ban) = action {
+                self.metrics
+                    .bans
+                    .get_or_create(&crate::metrics::RuleLabels {
+                        rule: ban.rule.split(' ').next().unwrap_or("").to_string(),
+                    })
+                    .inc();
+            }
+        }
+        let rx = self.commit(crate::guard::record(actions, now));
+        crate::guard::enforce(self.firewall.as_ref(), actions);
+        rx
+    }
+
+    /// Ends bans whose time is up.
+    pub async fn expire_bans(&self, now: DateTime<Utc>) -> Result<usize, StoreError> {
+        let (rx, count) = {
+            let mut guard = self.guard();
+            let actions = guard.expire(now);
+            if actions.is_empty() {
+                return Ok(0);
+            }
+            (self.carry_out(&actions, now), actions.len())
+        };
+        rx.await.map_err(|_| StoreError::Closed)??;
+        Ok(count)
     }
 
     /// Queues changes; the receiver resolves when they are durable. Call while holding the

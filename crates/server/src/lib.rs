@@ -10,6 +10,8 @@
 pub mod app;
 pub mod auth;
 pub mod error;
+pub mod guard;
+pub mod guard_routes;
 pub mod json;
 pub mod metrics;
 pub mod routes;
@@ -39,6 +41,9 @@ pub async fn serve(
                 _ = tokio::time::sleep(wait) => {}
                 _ = stop_rx.changed() => return,
             }
+            if let Err(e) = expiry_app.expire_bans(Utc::now()).await {
+                tracing::error!(error = %e, "could not record expired bans");
+            }
             match expiry_app.expire_now(Utc::now()).await {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(
@@ -55,6 +60,12 @@ pub async fn serve(
     let _ = stop_tx.send(true);
     let _ = expiry.await;
     let flush_app = app.clone();
-    let _ = tokio::task::spawn_blocking(move || flush_app.journal.flush()).await;
+    let _ = tokio::task::spawn_blocking(move || {
+        let _ = flush_app.journal.flush();
+        if let Some(worker) = &flush_app.firewall {
+            worker.flush();
+        }
+    })
+    .await;
     result
 }

@@ -20,6 +20,16 @@ pub struct ReasonLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RuleLabels {
+    pub rule: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StatusLabels {
     pub status: u16,
 }
@@ -32,6 +42,8 @@ pub struct Metrics {
     pub active_calls: Gauge,
     pub authorize_seconds: Histogram,
     pub api_errors: Family<StatusLabels, Counter>,
+    pub bans: Family<RuleLabels, Counter>,
+    pub auth_events: Family<OutcomeLabels, Counter>,
 }
 
 impl Metrics {
@@ -75,8 +87,22 @@ impl Metrics {
             "API requests refused or failed, by HTTP status",
             api_errors.clone(),
         );
+        let bans = Family::<RuleLabels, Counter>::default();
+        registry.register(
+            "bans",
+            "Bans by rule (jail, scanner, enumeration, pike, manual)",
+            bans.clone(),
+        );
+        let auth_events = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "auth_events",
+            "Registration events by outcome (success, failure, refused)",
+            auth_events.clone(),
+        );
         Metrics {
             registry,
+            bans,
+            auth_events,
             decisions,
             settlements,
             charged_micros,

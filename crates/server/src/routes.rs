@@ -47,7 +47,7 @@ impl FromRequestParts<Arc<App>> for Auth {
 }
 
 impl Auth {
-    fn require(&self, scope: Scope) -> Result<(), ApiError> {
+    pub fn require(&self, scope: Scope) -> Result<(), ApiError> {
         self.0.require(scope)
     }
 
@@ -89,6 +89,21 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/extensions/{id}/resume", post(resume_extension))
         .route("/v1/extensions/{id}/credit", get(extension_credit))
         .route("/v1/extensions/{id}/calls", get(extension_calls))
+        .route(
+            "/v1/events/registration",
+            post(crate::guard_routes::registration),
+        )
+        .route(
+            "/v1/events/registrations",
+            post(crate::guard_routes::registrations),
+        )
+        .route("/v1/events/requests", post(crate::guard_routes::requests))
+        .route(
+            "/v1/bans",
+            get(crate::guard_routes::list_bans)
+                .post(crate::guard_routes::add_ban)
+                .delete(crate::guard_routes::delete_ban),
+        )
         .fallback(not_found)
         .layer(axum::extract::DefaultBodyLimit::max(limit))
         .with_state(app)

@@ -80,10 +80,6 @@ pub trait Store: Send {
 
 /// One change for [`Store::apply`].
 #[derive(Clone, Debug, PartialEq, Eq)]
-#[expect(
-    clippy::large_enum_variant,
-    reason = "nearly every change is a ledger event: boxing it would add an allocation to the common case to shrink the rare one"
-)]
 pub enum Change {
     /// A ledger change:
     /// - `Opened` and `Updated` write the call as open, replacing what was stored under its

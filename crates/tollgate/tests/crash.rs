@@ -33,6 +33,10 @@ name = "reader"
 scopes = ["read"]
 file = "reader.token"
 
+# Tests never touch the host's firewall.
+[firewall]
+backend = "dry-run"
+
 [credit]
 answer_timeout = "1s"
 expiry_grace = "1s"

@@ -27,6 +27,10 @@ name = "reader"
 scopes = ["read"]
 file = "reader.token"
 
+# Tests never touch the host's firewall.
+[firewall]
+backend = "dry-run"
+
 [credit]
 answer_timeout = "30s"
 expiry_grace = "5s"
