@@ -133,15 +133,18 @@ fn parse_limit(raw: &RawAmount) -> Result<Limit, String> {
     Ok(Limit::Amount(amount))
 }
 
-/// Parses "90", "90s", "2m", "1h30m", "1d" into seconds.
+/// Parses "90", "90s", "2m", "1h30m", "1d", "1w" into seconds.
 pub fn parse_duration(raw: &RawDuration) -> Result<u64, String> {
     let text = match raw {
         RawDuration::Seconds(s) if *s >= 0 => return Ok(*s as u64),
         RawDuration::Seconds(s) => return Err(format!("duration {s} is negative")),
         RawDuration::Text(t) => t.trim(),
     };
-    let bad =
-        || format!("{text:?} is not a duration (expected e.g. \"90s\", \"2m\", \"1h30m\", \"1d\")");
+    let bad = || {
+        format!(
+            "{text:?} is not a duration (expected e.g. \"90s\", \"2m\", \"1h30m\", \"1d\", \"1w\")"
+        )
+    };
     if text.is_empty() {
         return Err(bad());
     }
@@ -157,6 +160,7 @@ pub fn parse_duration(raw: &RawDuration) -> Result<u64, String> {
             'm' => 60,
             'h' => 3600,
             'd' => 86_400,
+            'w' => 7 * 86_400,
             _ => return Err(bad()),
         };
         let value: u64 = number.parse().map_err(|_| bad())?;
@@ -866,9 +870,14 @@ pub struct LogSource {
 /// Where bans are enforced.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum FirewallBackend {
-    Nftables { nft: Vec<String> },
+    Nftables {
+        nft: Vec<String>,
+    },
     Iptables,
-    Command { ban: Vec<String>, unban: Vec<String> },
+    Command {
+        ban: Vec<String>,
+        unban: Vec<String>,
+    },
     DryRun,
     None,
 }
@@ -881,15 +890,25 @@ pub struct FirewallSettings {
     pub rtp_ports: (u16, u16),
 }
 
-fn guard_from_raw(raw: &crate::raw::RawGuard, base_dir: &Path, problems: &mut Vec<Problem>) -> GuardSettings {
-    use tollgate_core::guard::{builtin_scanners, EnumerationRule, GuardPolicy, Jail, PikeRule, ScannerAgent};
+fn guard_from_raw(
+    raw: &crate::raw::RawGuard,
+    base_dir: &Path,
+    problems: &mut Vec<Problem>,
+) -> GuardSettings {
+    use tollgate_core::guard::{
+        builtin_scanners, EnumerationRule, GuardPolicy, Jail, PikeRule, ScannerAgent,
+    };
     let defaults = GuardPolicy::default();
     fn key<'a>(rest: &[&'a str]) -> Vec<&'a str> {
         let mut k = vec!["guard"];
         k.extend_from_slice(rest);
         k
     }
-    let dur = |raw: Option<&RawDuration>, default: u64, rest: &[&str], problems: &mut Vec<Problem>| -> u64 {
+    let dur = |raw: Option<&RawDuration>,
+               default: u64,
+               rest: &[&str],
+               problems: &mut Vec<Problem>|
+     -> u64 {
         match raw.map(parse_duration) {
             None => default,
             Some(Ok(0)) => {
@@ -905,16 +924,25 @@ fn guard_from_raw(raw: &crate::raw::RawGuard, base_dir: &Path, problems: &mut Ve
     };
     let mut allowlist = Vec::new();
     for text in &raw.allowlist {
-        match text.parse::<IpNet>().or_else(|_| text.parse::<std::net::IpAddr>().map(IpNet::from)) {
+        match text
+            .parse::<IpNet>()
+            .or_else(|_| text.parse::<std::net::IpAddr>().map(IpNet::from))
+        {
             Ok(net) => allowlist.push(net.trunc()),
-            Err(_) => problems.push(Problem::new(&key(&["allowlist"]), format!("{text:?} is not an IP address or CIDR"))),
+            Err(_) => problems.push(Problem::new(
+                &key(&["allowlist"]),
+                format!("{text:?} is not an IP address or CIDR"),
+            )),
         }
     }
     let aggregate_v4 = match raw.aggregate_ipv4 {
         None | Some(32) => 32,
         Some(24) => 24,
         Some(other) => {
-            problems.push(Problem::new(&key(&["aggregate_ipv4"]), format!("{other} must be 32 (one address) or 24")));
+            problems.push(Problem::new(
+                &key(&["aggregate_ipv4"]),
+                format!("{other} must be 32 (one address) or 24"),
+            ));
             32
         }
     };
@@ -922,17 +950,30 @@ fn guard_from_raw(raw: &crate::raw::RawGuard, base_dir: &Path, problems: &mut Ve
         None | Some(128) => 128,
         Some(64) => 64,
         Some(other) => {
-            problems.push(Problem::new(&key(&["aggregate_ipv6"]), format!("{other} must be 128 (one address) or 64")));
+            problems.push(Problem::new(
+                &key(&["aggregate_ipv6"]),
+                format!("{other} must be 128 (one address) or 64"),
+            ));
             128
         }
     };
-    let mut scanners = if raw.scanner_user_agents_builtin == Some(false) { Vec::new() } else { builtin_scanners() };
+    let mut scanners = if raw.scanner_user_agents_builtin == Some(false) {
+        Vec::new()
+    } else {
+        builtin_scanners()
+    };
     for (i, s) in raw.scanner_user_agents.iter().enumerate() {
         let pattern = s.pattern.trim().to_ascii_lowercase();
         if pattern.len() < 3 {
-            problems.push(Problem::new(&key(&["scanner_user_agents", &i.to_string(), "pattern"]), "a pattern needs at least 3 characters (it is matched as a substring)"));
+            problems.push(Problem::new(
+                &key(&["scanner_user_agents", &i.to_string(), "pattern"]),
+                "a pattern needs at least 3 characters (it is matched as a substring)",
+            ));
         } else {
-            scanners.push(ScannerAgent { pattern, reason: s.reason.clone() });
+            scanners.push(ScannerAgent {
+                pattern,
+                reason: s.reason.clone(),
+            });
         }
     }
     let jails = match &raw.jails {
@@ -941,16 +982,35 @@ fn guard_from_raw(raw: &crate::raw::RawGuard, base_dir: &Path, problems: &mut Ve
             .iter()
             .map(|(name, j)| {
                 if j.maxretry == 0 {
-                    problems.push(Problem::new(&key(&["jails", name, "maxretry"]), "must be at least 1"));
+                    problems.push(Problem::new(
+                        &key(&["jails", name, "maxretry"]),
+                        "must be at least 1",
+                    ));
                 }
-                let bantime_s = dur(Some(&j.bantime), 3600, &["jails", name, "bantime"], problems);
+                let bantime_s = dur(
+                    Some(&j.bantime),
+                    3600,
+                    &["jails", name, "bantime"],
+                    problems,
+                );
                 Jail {
                     name: name.clone(),
                     maxretry: j.maxretry.max(1),
-                    findtime_s: dur(Some(&j.findtime), 600, &["jails", name, "findtime"], problems),
+                    findtime_s: dur(
+                        Some(&j.findtime),
+                        600,
+                        &["jails", name, "findtime"],
+                        problems,
+                    ),
                     bantime_s,
                     bantime_factor: j.bantime_factor.unwrap_or(2).clamp(1, 100),
-                    bantime_max_s: dur(j.bantime_max.as_ref(), bantime_s.saturating_mul(168), &["jails", name, "bantime_max"], problems).max(bantime_s),
+                    bantime_max_s: dur(
+                        j.bantime_max.as_ref(),
+                        bantime_s.saturating_mul(168),
+                        &["jails", name, "bantime_max"],
+                        problems,
+                    )
+                    .max(bantime_s),
                 }
             })
             .collect(),
@@ -960,8 +1020,18 @@ fn guard_from_raw(raw: &crate::raw::RawGuard, base_dir: &Path, problems: &mut Ve
         Some(e) if e.enabled == Some(false) => None,
         Some(e) => Some(EnumerationRule {
             distinct_users: e.distinct_users.unwrap_or(10).max(2),
-            findtime_s: dur(e.findtime.as_ref(), 600, &["enumeration", "findtime"], problems),
-            bantime_s: dur(e.bantime.as_ref(), 86_400, &["enumeration", "bantime"], problems),
+            findtime_s: dur(
+                e.findtime.as_ref(),
+                600,
+                &["enumeration", "findtime"],
+                problems,
+            ),
+            bantime_s: dur(
+                e.bantime.as_ref(),
+                86_400,
+                &["enumeration", "bantime"],
+                problems,
+            ),
         }),
     };
     let pike = match &raw.pike {
@@ -978,25 +1048,40 @@ fn guard_from_raw(raw: &crate::raw::RawGuard, base_dir: &Path, problems: &mut Ve
     let mut logs = Vec::new();
     for (i, l) in raw.logs.iter().enumerate() {
         let index = i.to_string();
-        if !matches!(l.format.as_str(), "asterisk" | "freeswitch" | "kamailio" | "regex") {
+        if !matches!(
+            l.format.as_str(),
+            "asterisk" | "freeswitch" | "kamailio" | "regex"
+        ) {
             problems.push(Problem::new(&key(&["logs", &index, "format"]), format!("unknown log format {:?} (expected \"asterisk\", \"freeswitch\", \"kamailio\" or \"regex\")", l.format)));
         }
         if l.format == "regex" {
             match &l.regex {
-                None => problems.push(Problem::new(&key(&["logs", &index, "regex"]), "format \"regex\" needs a regex with a named group host")),
+                None => problems.push(Problem::new(
+                    &key(&["logs", &index, "regex"]),
+                    "format \"regex\" needs a regex with a named group host",
+                )),
                 Some(r) if !r.contains("(?P<host>") && !r.contains("(?<host>") => {
-                    problems.push(Problem::new(&key(&["logs", &index, "regex"]), "the regex needs a named group (?P<host>...)"))
+                    problems.push(Problem::new(
+                        &key(&["logs", &index, "regex"]),
+                        "the regex needs a named group (?P<host>...)",
+                    ))
                 }
                 Some(_) => {}
             }
         } else if l.regex.is_some() {
-            problems.push(Problem::new(&key(&["logs", &index, "regex"]), "regex is only for format = \"regex\""));
+            problems.push(Problem::new(
+                &key(&["logs", &index, "regex"]),
+                "regex is only for format = \"regex\"",
+            ));
         }
         let from_beginning = match l.start.as_deref() {
             None | Some("end") => false,
             Some("beginning") => true,
             Some(other) => {
-                problems.push(Problem::new(&key(&["logs", &index, "start"]), format!("{other:?} must be \"end\" or \"beginning\"")));
+                problems.push(Problem::new(
+                    &key(&["logs", &index, "start"]),
+                    format!("{other:?} must be \"end\" or \"beginning\""),
+                ));
                 false
             }
         };
@@ -1014,12 +1099,22 @@ fn guard_from_raw(raw: &crate::raw::RawGuard, base_dir: &Path, problems: &mut Ve
             jails,
             allowlist,
             scanners,
-            scanner_bantime_s: dur(raw.scanner_bantime.as_ref(), defaults.scanner_bantime_s, &["scanner_bantime"], problems),
+            scanner_bantime_s: dur(
+                raw.scanner_bantime.as_ref(),
+                defaults.scanner_bantime_s,
+                &["scanner_bantime"],
+                problems,
+            ),
             enumeration,
             pike,
             aggregate_v4,
             aggregate_v6,
-            offense_memory_s: dur(raw.offense_memory.as_ref(), defaults.offense_memory_s, &["offense_memory"], problems),
+            offense_memory_s: dur(
+                raw.offense_memory.as_ref(),
+                defaults.offense_memory_s,
+                &["offense_memory"],
+                problems,
+            ),
             max_tracked: defaults.max_tracked,
             enforce_registration_cidrs: raw.registration_cidrs.unwrap_or(true),
         },
@@ -1027,8 +1122,14 @@ fn guard_from_raw(raw: &crate::raw::RawGuard, base_dir: &Path, problems: &mut Ve
     }
 }
 
-fn firewall_from_raw(raw: &crate::raw::RawFirewall, problems: &mut Vec<Problem>) -> FirewallSettings {
-    let argv = |list: &Option<Vec<String>>, name: &str, problems: &mut Vec<Problem>| -> Vec<String> {
+fn firewall_from_raw(
+    raw: &crate::raw::RawFirewall,
+    problems: &mut Vec<Problem>,
+) -> FirewallSettings {
+    let argv = |list: &Option<Vec<String>>,
+                name: &str,
+                problems: &mut Vec<Problem>|
+     -> Vec<String> {
         match list {
             Some(v) if !v.is_empty() && !v[0].is_empty() => v.clone(),
             _ => {
@@ -1038,9 +1139,18 @@ fn firewall_from_raw(raw: &crate::raw::RawFirewall, problems: &mut Vec<Problem>)
         }
     };
     let backend = match raw.backend.as_deref().unwrap_or("nftables") {
-        "nftables" => FirewallBackend::Nftables { nft: raw.nft.clone().filter(|v| !v.is_empty()).unwrap_or_else(|| vec!["nft".to_string()]) },
+        "nftables" => FirewallBackend::Nftables {
+            nft: raw
+                .nft
+                .clone()
+                .filter(|v| !v.is_empty())
+                .unwrap_or_else(|| vec!["nft".to_string()]),
+        },
         "iptables" => FirewallBackend::Iptables,
-        "command" => FirewallBackend::Command { ban: argv(&raw.ban_command, "ban_command", problems), unban: argv(&raw.unban_command, "unban_command", problems) },
+        "command" => FirewallBackend::Command {
+            ban: argv(&raw.ban_command, "ban_command", problems),
+            unban: argv(&raw.unban_command, "unban_command", problems),
+        },
         "dry-run" => FirewallBackend::DryRun,
         "none" => FirewallBackend::None,
         other => {
@@ -1050,26 +1160,46 @@ fn firewall_from_raw(raw: &crate::raw::RawFirewall, problems: &mut Vec<Problem>)
     };
     let ports = raw.ports.clone().unwrap_or_else(|| vec![5060, 5061]);
     if ports.is_empty() || ports.contains(&0) {
-        problems.push(Problem::new(&["firewall", "ports"], "needs at least one port, none of them 0"));
+        problems.push(Problem::new(
+            &["firewall", "ports"],
+            "needs at least one port, none of them 0",
+        ));
     }
     let mut trusted = Vec::new();
     for text in &raw.trusted {
-        match text.parse::<IpNet>().or_else(|_| text.parse::<std::net::IpAddr>().map(IpNet::from)) {
+        match text
+            .parse::<IpNet>()
+            .or_else(|_| text.parse::<std::net::IpAddr>().map(IpNet::from))
+        {
             Ok(net) => trusted.push(net.trunc()),
-            Err(_) => problems.push(Problem::new(&["firewall", "trusted"], format!("{text:?} is not an IP address or CIDR"))),
+            Err(_) => problems.push(Problem::new(
+                &["firewall", "trusted"],
+                format!("{text:?} is not an IP address or CIDR"),
+            )),
         }
     }
     let rtp_ports = match raw.rtp_ports.as_deref() {
         None => (10_000, 20_000),
-        Some(text) => match text.split_once('-').and_then(|(a, b)| Some((a.trim().parse::<u16>().ok()?, b.trim().parse::<u16>().ok()?))) {
+        Some(text) => match text
+            .split_once('-')
+            .and_then(|(a, b)| Some((a.trim().parse::<u16>().ok()?, b.trim().parse::<u16>().ok()?)))
+        {
             Some((a, b)) if a > 0 && a <= b => (a, b),
             _ => {
-                problems.push(Problem::new(&["firewall", "rtp_ports"], format!("{text:?} must be \"FIRST-LAST\", e.g. \"10000-20000\"")));
+                problems.push(Problem::new(
+                    &["firewall", "rtp_ports"],
+                    format!("{text:?} must be \"FIRST-LAST\", e.g. \"10000-20000\""),
+                ));
                 (10_000, 20_000)
             }
         },
     };
-    FirewallSettings { backend, ports, trusted, rtp_ports }
+    FirewallSettings {
+        backend,
+        ports,
+        trusted,
+        rtp_ports,
+    }
 }
 
 /// Validates a whole raw policy. Relative paths are resolved against `base_dir`.

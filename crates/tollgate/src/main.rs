@@ -5,6 +5,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+mod admin;
+
 use anyhow::{bail, Context, Result};
 use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand};
@@ -39,6 +41,24 @@ enum Command {
     },
     /// Validate a policy file: every problem with its file, line and key.
     Check { file: PathBuf },
+    /// Bans in force in the running service, and by hand.
+    Ban {
+        #[command(subcommand)]
+        action: BanAction,
+        #[arg(long, short, global = true)]
+        config: Option<PathBuf>,
+        /// The service's URL (default: the policy's listen address, or TOLLGATE_URL).
+        #[arg(long, global = true)]
+        url: Option<String>,
+        /// A file holding an admin token (default: the policy's admin token file, or TOLLGATE_TOKEN).
+        #[arg(long, global = true)]
+        token_file: Option<PathBuf>,
+    },
+    /// Firewall rulesets.
+    Firewall {
+        #[command(subcommand)]
+        action: FirewallAction,
+    },
     /// Show how a number normalizes and classifies, which rate applies, and which rules
     /// allow or deny it and why (credit figures assume nothing spent yet).
     Explain {
@@ -60,6 +80,36 @@ enum Command {
     },
 }
 
+#[derive(Subcommand)]
+enum BanAction {
+    /// List the bans in force.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Ban an address or network (without --duration: until lifted).
+    Add {
+        target: String,
+        /// Seconds.
+        #[arg(long)]
+        duration: Option<u64>,
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Lift a ban.
+    Del { target: String },
+}
+
+#[derive(Subcommand)]
+enum FirewallAction {
+    /// Print a baseline nftables ruleset that opens SIP and RTP only to the policy's
+    /// trusted networks ([firewall] trusted); load it with `nft -f FILE`.
+    Render {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+}
+
 fn load(config: Option<&PathBuf>) -> Result<Loaded> {
     let loaded = match config {
         Some(path) => load_file(path),
@@ -77,6 +127,26 @@ fn main() -> ExitCode {
             database,
         } => serve(config, listen, database),
         Command::Check { file } => check(&file),
+        Command::Ban {
+            action,
+            config,
+            url,
+            token_file,
+        } => load(config.as_ref()).and_then(|loaded| {
+            let client = admin::Client::new(&loaded, url, token_file)?;
+            match action {
+                BanAction::List { json } => admin::ban_list(&client, json),
+                BanAction::Add {
+                    target,
+                    duration,
+                    reason,
+                } => admin::ban_add(&client, &target, duration, reason),
+                BanAction::Del { target } => admin::ban_del(&client, &target),
+            }
+        }),
+        Command::Firewall {
+            action: FirewallAction::Render { config },
+        } => load(config.as_ref()).and_then(|loaded| admin::firewall_render(&loaded)),
         Command::Explain {
             config,
             extension,
