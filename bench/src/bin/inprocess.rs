@@ -77,6 +77,9 @@ struct Args {
     /// "international"), e.g. under a profiler.
     #[arg(long)]
     only: Option<String>,
+    /// Keep libphonenumber's own 100-pattern cache (the baseline before `warm_up`).
+    #[arg(long)]
+    small_pattern_cache: bool,
 }
 
 /// E.164 country calling codes (ITU-T), NANP's "1" expanded into area codes below.
@@ -1058,6 +1061,10 @@ fn main() -> Result<()> {
         bail!("--accounts, --extensions, --ops and --runs must be at least 1");
     }
     let max = Duration::from_secs(args.max_seconds);
+    // As the service does at start: load libphonenumber's metadata, enlarge its pattern cache.
+    if !args.small_pattern_cache {
+        tollgate_core::number::warm_up();
+    }
     let mut rng = Rng::new(args.seed);
     println!(
         "tollgate in-process benchmark: {} extensions, {} accounts, {} prefixes, {} calls per pass, {} runs, one thread",

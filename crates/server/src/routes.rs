@@ -164,6 +164,14 @@ async fn durable(
     })
 }
 
+/// The decision with its call id, serialized straight to the body.
+#[derive(Serialize)]
+struct AuthorizeAnswer<'a> {
+    call_id: &'a str,
+    #[serde(flatten)]
+    decision: &'a Decision,
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct AuthorizeBody {
@@ -220,12 +228,11 @@ async fn authorize(
     app.metrics
         .authorize_seconds
         .observe(started.elapsed().as_secs_f64());
-    let mut value =
-        serde_json::to_value(&decision).map_err(|e| ApiError::internal("encode decision", e))?;
-    if let Value::Object(map) = &mut value {
-        map.insert("call_id".into(), Value::String(body.call_id));
-    }
-    Ok(Json(value).into_response())
+    Ok(Json(AuthorizeAnswer {
+        call_id: &body.call_id,
+        decision: &decision,
+    })
+    .into_response())
 }
 
 #[derive(Deserialize, Default)]

@@ -85,8 +85,10 @@ pub enum Change {
     /// - `Opened` and `Updated` write the call as open, replacing what was stored under its
     ///   id (an `Updated` of a call the store never saw is inserted, so the store follows
     ///   memory rather than failing the batch);
-    /// - `Settled` marks the call settled with its figures (inserting it when the store never
-    ///   saw it open) and adds `settlement_spend_rows` to the spend totals. It always adds:
+    /// - `Settled` marks the call settled with its figures and adds `settlement_spend_rows`
+    ///   to the spend totals. The call's own details stay as its last `Opened`/`Updated`
+    ///   wrote them (the ledger journals every change of a call, so they are the same);
+    ///   a call the store never saw open is inserted whole. It always adds:
     ///   counting a charge twice errs toward refusing calls, never toward overspend.
     Ledger(LedgerEvent),
     /// Creates a directory entry, or replaces the `origin` and `body` of an existing one.

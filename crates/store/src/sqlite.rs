@@ -139,6 +139,12 @@ const UPSERT_SETTLED_CALL: &str = "
         duration_s = excluded.duration_s, billed_s = excluded.billed_s,
         charged = excluded.charged, rated = excluded.rated, overrun_s = excluded.overrun_s";
 
+// A settlement of a call the store holds as open: the call itself is already stored.
+const SETTLE_STORED_CALL: &str = "
+    UPDATE calls SET state = 'settled', reason = ?2, ended_at = ?3, duration_s = ?4,
+        billed_s = ?5, charged = ?6, rated = ?7, overrun_s = ?8
+    WHERE call_id = ?1";
+
 const ADD_SPEND: &str = "
     INSERT INTO spend (subject_kind, subject_id, period, amount) VALUES (?1, ?2, ?3, ?4)
     ON CONFLICT (subject_kind, subject_id, period) DO UPDATE SET
@@ -161,13 +167,68 @@ const SET_SUSPENDED: &str = "
 #[derive(Debug)]
 pub struct SqliteStore {
     conn: Connection,
+    /// Stops the checkpointer thread when the store is dropped.
+    _checkpointer: Option<Checkpointer>,
+}
+
+/// WAL pages after which a commit checkpoints by itself: only a fallback, in case the
+/// checkpointer thread cannot keep up or is gone (about 64 MiB of WAL).
+const FALLBACK_AUTOCHECKPOINT_PAGES: i64 = 16_384;
+
+/// How often the checkpointer copies the WAL into the database.
+const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(500);
+
+/// A thread with its own connection that checkpoints the WAL, so that the fsyncs of a
+/// checkpoint (several milliseconds each) never happen on the commit path. Measured under
+/// load: one checkpoint every ~380 commits stalled every waiting request 10 ms or more.
+#[derive(Debug)]
+struct Checkpointer {
+    stop: Option<std::sync::mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Checkpointer {
+    fn start(path: &Path) -> Option<Checkpointer> {
+        let conn = Connection::open(path).ok()?;
+        conn.busy_timeout(BUSY_TIMEOUT).ok()?;
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("tollgate-checkpoint".into())
+            .spawn(move || loop {
+                match stopped.recv_timeout(CHECKPOINT_INTERVAL) {
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                        // PASSIVE: copies what it can without blocking the writer.
+                        if let Err(error) =
+                            conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+                        {
+                            tracing::warn!(%error, "store: checkpoint failed");
+                        }
+                    }
+                    _ => return,
+                }
+            })
+            .ok()?;
+        Some(Checkpointer {
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
 }
 
 impl SqliteStore {
     /// Opens (creating if needed) the database at `path`, refuses it if its schema is
     /// newer than this binary's, sets WAL and `durability`, and migrates it.
     pub fn open(path: impl AsRef<Path>, durability: Durability) -> Result<SqliteStore, StoreError> {
-        let conn = Connection::open(path)?;
+        let conn = Connection::open(path.as_ref())?;
         conn.busy_timeout(BUSY_TIMEOUT)?;
         // Checked before the journal mode is set: that already writes to the file.
         check_not_too_new(&conn)?;
@@ -181,7 +242,18 @@ impl SqliteStore {
             Durability::Full => "FULL",
         };
         conn.pragma_update(None, "synchronous", synchronous)?;
-        SqliteStore::with_connection(conn)
+        let mut store = SqliteStore::with_connection(conn)?;
+        if mode.eq_ignore_ascii_case("wal") {
+            store
+                .conn
+                .pragma_update(None, "wal_autocheckpoint", FALLBACK_AUTOCHECKPOINT_PAGES)?;
+            store._checkpointer = Checkpointer::start(path.as_ref());
+            if store._checkpointer.is_none() {
+                tracing::warn!("store: no checkpointer thread: commits checkpoint by themselves");
+                store.conn.pragma_update(None, "wal_autocheckpoint", 1000)?;
+            }
+        }
+        Ok(store)
     }
 
     /// A fresh database in memory (tests, tools): durable for nobody.
@@ -193,7 +265,10 @@ impl SqliteStore {
         // Enough for every statement of this module to stay prepared.
         conn.set_prepared_statement_cache_capacity(32);
         migrate(&mut conn)?;
-        Ok(SqliteStore { conn })
+        Ok(SqliteStore {
+            conn,
+            _checkpointer: None,
+        })
     }
 
     /// The schema version of the open database.
@@ -241,7 +316,16 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     Ok(())
 }
 
-fn apply_change(conn: &Connection, change: &Change) -> Result<(), StoreError> {
+/// Spend added by a batch, summed per (subject kind, subject id, period) and written once
+/// per key at the end of the batch: many settlements of a group commit share their
+/// account's rows.
+type SpendSums = std::collections::BTreeMap<(&'static str, String, String), i64>;
+
+fn apply_change(
+    conn: &Connection,
+    change: &Change,
+    spend: &mut SpendSums,
+) -> Result<(), StoreError> {
     match change {
         Change::Ledger(LedgerEvent::Opened(call) | LedgerEvent::Updated(call)) => {
             let text = codec::encode_call(call)?;
@@ -253,11 +337,8 @@ fn apply_change(conn: &Connection, change: &Change) -> Result<(), StoreError> {
         }
         Change::Ledger(LedgerEvent::Settled(settlement)) => {
             let call = &settlement.call;
-            let text = codec::encode_call(call)?;
-            conn.prepare_cached(UPSERT_SETTLED_CALL)?.execute(params![
+            let updated = conn.prepare_cached(SETTLE_STORED_CALL)?.execute(params![
                 call.call_id,
-                call.extension,
-                text,
                 codec::reason_str(settlement.reason),
                 codec::format_time(settlement.ended_at),
                 settlement.duration_s,
@@ -266,14 +347,36 @@ fn apply_change(conn: &Connection, change: &Change) -> Result<(), StoreError> {
                 settlement.rated.micros(),
                 settlement.overrun_s,
             ])?;
-            let mut add = conn.prepare_cached(ADD_SPEND)?;
+            if updated == 0 {
+                // Never seen open (its opening was lost, or came from elsewhere): keep the
+                // whole call.
+                let text = codec::encode_call(call)?;
+                conn.prepare_cached(UPSERT_SETTLED_CALL)?.execute(params![
+                    call.call_id,
+                    call.extension,
+                    text,
+                    codec::reason_str(settlement.reason),
+                    codec::format_time(settlement.ended_at),
+                    settlement.duration_s,
+                    settlement.billed_s,
+                    settlement.charged.micros(),
+                    settlement.rated.micros(),
+                    settlement.overrun_s,
+                ])?;
+            }
             for row in settlement_spend_rows(settlement) {
-                add.execute(params![
+                let key = (
                     codec::subject_kind_str(row.subject.kind),
                     row.subject.id,
                     row.period.to_string(),
-                    row.amount.micros(),
-                ])?;
+                );
+                let sum = spend.entry(key).or_insert(0i64);
+                *sum = sum
+                    .checked_add(row.amount.micros())
+                    .ok_or_else(|| StoreError::Invalid {
+                        what: "spend".into(),
+                        detail: "a total overflows".into(),
+                    })?;
             }
         }
         Change::UpsertEntity(entity) => {
@@ -364,9 +467,16 @@ impl Store for SqliteStore {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut spend = SpendSums::new();
         for change in changes {
             // An error drops `tx`, which rolls the whole batch back.
-            apply_change(&tx, change)?;
+            apply_change(&tx, change, &mut spend)?;
+        }
+        {
+            let mut add = tx.prepare_cached(ADD_SPEND)?;
+            for ((kind, id, period), amount) in &spend {
+                add.execute(params![kind, id, period, amount])?;
+            }
         }
         tx.commit()?;
         Ok(())

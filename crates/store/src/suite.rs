@@ -197,7 +197,8 @@ pub fn settle_closes_the_call_and_adds_spend_everywhere(mut store: impl Store) {
     // 61 s billed as 120 s: 0.10 + 2 × 0.60.
     let done = settle(open, SettleReason::Ended, 61);
     assert_eq!(done.charged, Money::from_cents(130));
-    store.apply(&[settled(&done)]).unwrap();
+    // The ledger journals the answer (an Updated) before the end.
+    store.apply(&[updated(&done.call), settled(&done)]).unwrap();
 
     assert!(store.load_open_calls().unwrap().is_empty());
     for level in &done.call.levels {
