@@ -108,6 +108,8 @@ pub struct RawLogSource {
     pub time_format: Option<String>,
     /// Where to start in a file seen the first time: "end" (default) or "beginning".
     pub start: Option<String>,
+    /// Time zone the log's wall-clock times are written in (default UTC).
+    pub time_zone: Option<String>,
 }
 
 /// Where bans go, and the baseline ruleset of `tollgate firewall render`.

@@ -865,6 +865,8 @@ pub struct LogSource {
     pub time_format: Option<String>,
     /// Read a file seen the first time from its beginning (else from its end).
     pub from_beginning: bool,
+    /// The zone the log's wall-clock times are in.
+    pub time_zone: Tz,
 }
 
 /// Where bans are enforced.
@@ -1085,7 +1087,15 @@ fn guard_from_raw(
                 false
             }
         };
+        let time_zone = match l.time_zone.as_deref() {
+            None => Tz::UTC,
+            Some(name) => parse_time_zone(name).unwrap_or_else(|e| {
+                problems.push(Problem::new(&key(&["logs", &index, "time_zone"]), e));
+                Tz::UTC
+            }),
+        };
         logs.push(LogSource {
+            time_zone,
             path: base_dir.join(&l.path),
             format: l.format.clone(),
             regex: l.regex.clone(),

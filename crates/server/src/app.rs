@@ -50,6 +50,8 @@ pub struct App {
     guard: Mutex<Guard>,
     pub guard_enabled: bool,
     pub firewall: Option<FirewallWorker>,
+    /// Logs opened at start, handed to their threads by `serve`.
+    pub open_logs: Mutex<Vec<crate::tail::OpenLog>>,
 }
 
 /// Accounts must be added parents first; returns them in that order.
@@ -159,6 +161,11 @@ impl App {
             calls_expired_while_down = expired.len(),
             "ledger restored"
         );
+        let open_logs = if guard_settings.enabled {
+            crate::tail::open_all(&journal, &guard_settings.logs)
+        } else {
+            Vec::new()
+        };
         let metrics = Metrics::new();
         metrics
             .active_calls
@@ -172,6 +179,7 @@ impl App {
             guard: Mutex::new(guard),
             guard_enabled: guard_settings.enabled,
             firewall,
+            open_logs: Mutex::new(open_logs),
         }))
     }
 
@@ -210,6 +218,63 @@ impl App {
         let rx = self.commit(crate::guard::record(actions, now));
         crate::guard::enforce(self.firewall.as_ref(), actions);
         rx
+    }
+
+    /// Runs registration events through the guard and records the bans they cause.
+    /// Returns the verdicts and a receiver resolving when the bans are durable.
+    pub fn judge(
+        &self,
+        events: &[tollgate_core::guard_event::AuthEvent],
+    ) -> (
+        Vec<tollgate_core::guard::RegistrationVerdict>,
+        oneshot::Receiver<Result<(), StoreError>>,
+    ) {
+        use tollgate_core::guard_event::AuthOutcome;
+        let now = Utc::now();
+        // Copy what the guard needs of the directory, so the call path's lock is held only
+        // briefly and never together with the guard's.
+        let policy_view = {
+            let engine = self.engine();
+            let mut view = tollgate_core::Policy::empty();
+            for event in events {
+                if let Some(ext) = event
+                    .user
+                    .as_deref()
+                    .and_then(|u| engine.policy.extensions.get(u))
+                {
+                    view.extensions.insert(ext.id.clone(), ext.clone());
+                }
+            }
+            view
+        };
+        let mut guard = self.guard();
+        let mut verdicts = Vec::with_capacity(events.len());
+        let mut actions = Vec::new();
+        for event in events {
+            let (verdict, mut more) = guard.on_auth_event(&policy_view, event, now);
+            let outcome = match (event.outcome, verdict.accepted) {
+                (AuthOutcome::Success, true) => "success",
+                (AuthOutcome::Success, false) => "refused",
+                (AuthOutcome::Failure, _) => "failure",
+            };
+            self.metrics
+                .auth_events
+                .get_or_create(&crate::metrics::OutcomeLabels { outcome })
+                .inc();
+            actions.append(&mut more);
+            verdicts.push(verdict);
+        }
+        let rx = self.carry_out(&actions, now);
+        (verdicts, rx)
+    }
+
+    /// [`App::judge`] from a plain thread (log tailers): waits until the bans are durable.
+    pub fn judge_blocking(
+        &self,
+        events: Vec<tollgate_core::guard_event::AuthEvent>,
+    ) -> Result<(), StoreError> {
+        let (_, rx) = self.judge(&events);
+        rx.blocking_recv().map_err(|_| StoreError::Closed)?
     }
 
     /// Ends bans whose time is up.

@@ -19,7 +19,6 @@ use tollgate_core::guard_event::{AuthEvent, AuthOutcome};
 use crate::app::App;
 use crate::error::ApiError;
 use crate::json::ApiJson;
-use crate::metrics::OutcomeLabels;
 use crate::routes::Auth;
 
 /// Most events or counts in one batch.
@@ -83,42 +82,7 @@ impl RegistrationBody {
 
 /// Runs events through the guard; returns the verdicts once their bans are durable.
 async fn judge(app: &App, events: Vec<AuthEvent>) -> Result<Vec<RegistrationVerdict>, ApiError> {
-    let now = Utc::now();
-    // Copy what the guard needs of the directory: the call path's lock is held briefly.
-    let policy_view = {
-        let engine = app.engine();
-        let mut view = tollgate_core::Policy::empty();
-        for event in &events {
-            if let Some(ext) = event
-                .user
-                .as_deref()
-                .and_then(|u| engine.policy.extensions.get(u))
-            {
-                view.extensions.insert(ext.id.clone(), ext.clone());
-            }
-        }
-        view
-    };
-    let (verdicts, rx) = {
-        let mut guard = app.guard();
-        let mut verdicts = Vec::with_capacity(events.len());
-        let mut actions = Vec::new();
-        for event in &events {
-            let (verdict, mut more) = guard.on_auth_event(&policy_view, event, now);
-            let outcome = match (event.outcome, verdict.accepted) {
-                (AuthOutcome::Success, true) => "success",
-                (AuthOutcome::Success, false) => "refused",
-                (AuthOutcome::Failure, _) => "failure",
-            };
-            app.metrics
-                .auth_events
-                .get_or_create(&OutcomeLabels { outcome })
-                .inc();
-            actions.append(&mut more);
-            verdicts.push(verdict);
-        }
-        (verdicts, app.carry_out(&actions, now))
-    };
+    let (verdicts, rx) = app.judge(&events);
     match rx.await {
         Ok(Ok(())) => Ok(verdicts),
         Ok(Err(e)) => Err(ApiError::internal("store write failed", e)),

@@ -15,6 +15,7 @@ pub mod guard_routes;
 pub mod json;
 pub mod metrics;
 pub mod routes;
+pub mod tail;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -33,6 +34,9 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+    let stop_tailers = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let logs = std::mem::take(&mut *app.open_logs.lock().unwrap_or_else(|p| p.into_inner()));
+    let tailers = tail::start(app.clone(), logs, stop_tailers.clone());
     let expiry_app = app.clone();
     let expiry = tokio::spawn(async move {
         loop {
@@ -59,6 +63,13 @@ pub async fn serve(
         .await;
     let _ = stop_tx.send(true);
     let _ = expiry.await;
+    stop_tailers.store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = tokio::task::spawn_blocking(move || {
+        for tailer in tailers {
+            let _ = tailer.join();
+        }
+    })
+    .await;
     let flush_app = app.clone();
     let _ = tokio::task::spawn_blocking(move || {
         let _ = flush_app.journal.flush();

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 mod admin;
+mod logscan;
 
 use anyhow::{bail, Context, Result};
 use chrono::{DateTime, Utc};
@@ -53,6 +54,26 @@ enum Command {
         /// A file holding an admin token (default: the policy's admin token file, or TOLLGATE_TOKEN).
         #[arg(long, global = true)]
         token_file: Option<PathBuf>,
+    },
+    /// Run the guard's jails once over a PBX log: per address, the failures counted and
+    /// the bans it would get.
+    Logscan {
+        /// asterisk, freeswitch or kamailio.
+        #[arg(long, short)]
+        format: String,
+        file: PathBuf,
+        /// Policy whose [guard] jails to use (default: the embedded one).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+        /// Year of timestamps that have none (Asterisk's "[Nov 26 12:00:00]"); default:
+        /// the current year (or the previous one for dates ahead of today).
+        #[arg(long)]
+        year: Option<i32>,
+        /// Time zone the log's times are written in (default UTC).
+        #[arg(long)]
+        time_zone: Option<String>,
     },
     /// Firewall rulesets.
     Firewall {
@@ -143,6 +164,25 @@ fn main() -> ExitCode {
                 } => admin::ban_add(&client, &target, duration, reason),
                 BanAction::Del { target } => admin::ban_del(&client, &target),
             }
+        }),
+        Command::Logscan {
+            format,
+            file,
+            config,
+            json,
+            year,
+            time_zone,
+        } => load(config.as_ref()).and_then(|loaded| {
+            logscan::run(
+                &loaded,
+                &logscan::Options {
+                    format: &format,
+                    file: &file,
+                    json,
+                    year,
+                    time_zone: time_zone.as_deref(),
+                },
+            )
         }),
         Command::Firewall {
             action: FirewallAction::Render { config },

@@ -236,3 +236,78 @@ fn bad_events_are_refused_with_the_field() {
         "nothing was banned by bad input"
     );
 }
+
+#[test]
+fn failures_in_a_tailed_log_ban_within_a_fraction_of_a_second_and_restarts_resume() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("security.log");
+    std::fs::write(&log, "old history that must not be read\n").unwrap();
+    let policy = format!(
+        "{}\n[[guard.logs]]\npath = \"security.log\"\nformat = \"asterisk\"\n",
+        policy()
+    );
+    let server = start_in(dir.path(), &policy);
+    let line = |n: u32| {
+        format!(
+            "[2026-11-26 12:00:{n:02}] NOTICE[1234] chan_sip.c: Registration from '<sip:100{n}@192.0.2.1>' failed for '203.0.113.44:5060' - Wrong password\n"
+        )
+    };
+    let mut file = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
+    for n in 0..4 {
+        file.write_all(line(n).as_bytes()).unwrap();
+    }
+    file.flush().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let (_, list) = server.get("/v1/bans", &server.reader);
+    assert!(
+        list["bans"].as_array().unwrap().is_empty(),
+        "4 failures must not ban: {list}"
+    );
+    file.write_all(line(4).as_bytes()).unwrap();
+    file.flush().unwrap();
+    let written = Instant::now();
+    let latency = loop {
+        let (_, list) = server.get("/v1/bans", &server.reader);
+        if let Some(ban) = list["bans"].as_array().unwrap().first() {
+            assert_eq!(ban["target"], "203.0.113.44/32");
+            assert_eq!(ban["events"].as_array().unwrap().len(), 5);
+            break written.elapsed();
+        }
+        assert!(
+            written.elapsed() < Duration::from_secs(5),
+            "no ban from the log"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    eprintln!("log line to ban: {latency:?}");
+
+    // Rotation: the log is renamed and a new one started; failures there count too.
+    drop(server);
+    std::fs::rename(&log, dir.path().join("security.log.1")).unwrap();
+    let mut fresh = std::fs::File::create(&log).unwrap();
+    let other = |n: u32| line(n).replace("203.0.113.44", "203.0.113.45");
+    let server = start_in(dir.path(), &policy);
+    for n in 0..5 {
+        fresh.write_all(other(n).as_bytes()).unwrap();
+    }
+    fresh.flush().unwrap();
+    let started = Instant::now();
+    loop {
+        let (_, list) = server.get("/v1/bans", &server.reader);
+        let targets: Vec<String> = list["bans"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| b["target"].as_str().unwrap().to_string())
+            .collect();
+        if targets.contains(&"203.0.113.45/32".to_string()) {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the new log was not read: {targets:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
