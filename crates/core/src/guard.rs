@@ -257,6 +257,7 @@ fn describe(event: &AuthEvent) -> String {
         match event.outcome {
             AuthOutcome::Failure => "failed registration",
             AuthOutcome::Success => "registration",
+            AuthOutcome::Challenge => "challenged registration",
         },
         event.ip
     );

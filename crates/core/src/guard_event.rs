@@ -11,6 +11,11 @@ use chrono::{DateTime, Utc};
 pub enum AuthOutcome {
     Success,
     Failure,
+    /// The PBX asked for credentials (a digest challenge). Not a failure: every
+    /// legitimate registration starts with one. FreeSWITCH logs them; fail2ban counts
+    /// them as failures and so bans busy offices, tollgate records them but its jails
+    /// do not count them.
+    Challenge,
 }
 
 /// One registration or authentication attempt.

@@ -511,3 +511,23 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn digest_challenges_are_not_failures() {
+    let policy = Policy::empty();
+    let mut guard = Guard::new(GuardPolicy::default());
+    // A busy office: every registration and call starts with a challenge.
+    for i in 0..100 {
+        let (_, actions) = guard.on_auth_event(
+            &policy,
+            &event(
+                "203.0.113.80",
+                &format!("{}", 1000 + i % 20),
+                AuthOutcome::Challenge,
+                None,
+            ),
+            t0(),
+        );
+        assert!(actions.is_empty());
+    }
+}

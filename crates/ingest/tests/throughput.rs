@@ -53,6 +53,7 @@ fn asterisk_scan_throughput() {
             match e.outcome {
                 AuthOutcome::Failure => f += 1,
                 AuthOutcome::Success => s += 1,
+                AuthOutcome::Challenge => {}
             }
         });
         (f, s)

@@ -256,6 +256,7 @@ impl App {
                 (AuthOutcome::Success, true) => "success",
                 (AuthOutcome::Success, false) => "refused",
                 (AuthOutcome::Failure, _) => "failure",
+                (AuthOutcome::Challenge, _) => "challenge",
             };
             self.metrics
                 .auth_events

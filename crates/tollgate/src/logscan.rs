@@ -21,6 +21,8 @@ struct SourceReport {
     ip: IpAddr,
     failures: u64,
     successes: u64,
+    /// Digest challenges (FreeSWITCH logs them): recorded, not counted by the jails.
+    challenges: u64,
     first_seen: Option<DateTime<Utc>>,
     last_seen: Option<DateTime<Utc>>,
     bans: Vec<Ban>,
@@ -90,6 +92,7 @@ pub fn run(loaded: &Loaded, options: &Options<'_>) -> Result<ExitCode> {
                 ip: event.ip,
                 failures: 0,
                 successes: 0,
+                challenges: 0,
                 first_seen: None,
                 last_seen: None,
                 bans: Vec::new(),
@@ -97,6 +100,7 @@ pub fn run(loaded: &Loaded, options: &Options<'_>) -> Result<ExitCode> {
             match event.outcome {
                 AuthOutcome::Failure => source.failures += 1,
                 AuthOutcome::Success => source.successes += 1,
+                AuthOutcome::Challenge => source.challenges += 1,
             }
             source.first_seen = source.first_seen.or(event.at);
             if event.at.is_some() {

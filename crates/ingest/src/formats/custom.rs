@@ -126,6 +126,7 @@ impl CustomFormat {
                 match self.outcome {
                     AuthOutcome::Failure => "custom format: failure",
                     AuthOutcome::Success => "custom format: success",
+                    AuthOutcome::Challenge => "custom format: challenge",
                 }
                 .to_owned()
             },

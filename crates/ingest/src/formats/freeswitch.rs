@@ -7,13 +7,12 @@
 //! 2026-11-26 12:00:00.767815 [WARNING] sofia_reg.c:2531 Can't find user [1001@pbx] from 192.0.2.1
 //! ```
 //!
-//! "SIP auth challenge" lines are reported as failures with the reason
-//! `SIP auth challenge (METHOD)`: fail2ban's `freeswitch` filter counts them in its
-//! default mode (`extra`), and the issue asks for its every match. FreeSWITCH writes one
-//! for every digest challenge it sends, including those a legitimate phone answers
-//! correctly, so a jail fed from FreeSWITCH needs a `maxretry` that allows for them (as
-//! fail2ban's own jail does with `maxretry = 10`), or the receiver can tell them apart
-//! by their reason.
+//! "SIP auth challenge" lines are caught (fail2ban's `freeswitch` filter matches them in
+//! its default mode, `extra`, and tollgate catches its every match with the same
+//! address) but reported as `AuthOutcome::Challenge` with the reason
+//! `SIP auth challenge (METHOD)`, not as failures: FreeSWITCH writes one for every digest
+//! challenge it sends, including those a legitimate phone answers correctly, and counting
+//! them (as fail2ban does) bans busy offices. tollgate's jails count only failures.
 //!
 //! The address is the last thing on the line and FreeSWITCH's own (the request's
 //! source); the `[user@domain]` before it is the attacker's, so it is found from the
@@ -113,7 +112,13 @@ fn sip_auth(line: &[u8], head: &str) -> Option<EventParts<'static>> {
         transport: None,
         user: target_user(&body[..sep]),
         user_agent: None,
-        outcome: AuthOutcome::Failure,
+        // A challenge is how every registration starts: caught (with the same address
+        // fail2ban finds), but not a failure.
+        outcome: if kind.ends_with("challenge") {
+            AuthOutcome::Challenge
+        } else {
+            AuthOutcome::Failure
+        },
         reason,
     })
 }

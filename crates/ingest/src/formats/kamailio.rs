@@ -235,6 +235,7 @@ pub(crate) fn parse(
         let outcome = match f.auth {
             Some(b"failure") => AuthOutcome::Failure,
             Some(b"success") => AuthOutcome::Success,
+            Some(b"challenge") => AuthOutcome::Challenge,
             _ => continue,
         };
         let Some((ip, port_in_ip)) = f.ip.and_then(|s| parse_host_port(s, false)) else {
@@ -245,6 +246,7 @@ pub(crate) fn parse(
             match outcome {
                 AuthOutcome::Failure => "authentication failed",
                 AuthOutcome::Success => "authenticated",
+                AuthOutcome::Challenge => "challenged",
             }
             .to_owned()
         });
