@@ -26,6 +26,9 @@ use tokio::net::TcpListener;
 pub use app::{App, StartError};
 pub use routes::router;
 
+/// How often the firewall is made to match the guard's bans.
+const FIREWALL_RESYNC: std::time::Duration = std::time::Duration::from_secs(3600);
+
 /// Serves the API on `listener` until `shutdown` resolves, then drains requests in flight
 /// and waits until every acknowledged change is durable.
 pub async fn serve(
@@ -39,7 +42,18 @@ pub async fn serve(
     let tailers = tail::start(app.clone(), logs, stop_tailers.clone());
     let expiry_app = app.clone();
     let expiry = tokio::spawn(async move {
+        // The firewall is brought back in step with the guard's bans every so often: a
+        // backend that caps timeouts (ipset: 24.8 days) is re-armed, and an element
+        // removed by hand is put back.
+        let mut last_sync = std::time::Instant::now();
         loop {
+            if last_sync.elapsed() >= FIREWALL_RESYNC {
+                if let Some(worker) = &expiry_app.firewall {
+                    let bans = expiry_app.guard().bans().map(guard::entry_of).collect();
+                    worker.sync(bans);
+                }
+                last_sync = std::time::Instant::now();
+            }
             let wait = routes::next_expiry_wait(&expiry_app);
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
