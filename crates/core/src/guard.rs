@@ -558,7 +558,9 @@ impl Guard {
                     let events: Vec<String> =
                         window.recent.iter().map(|(_, s)| s.clone()).collect();
                     let first = window.recent.front().map(|(t, _)| *t).unwrap_or(at);
-                    let span = (at - first).num_seconds();
+                    // Tenths of a second: a burst's failures are often under a second apart.
+                    let span_ms = (at - first).num_milliseconds().max(0);
+                    let span = format!("{}.{}", span_ms / 1000, (span_ms % 1000) / 100);
                     let reason = format!(
                         "{} failures in {span} s (maxretry {} within findtime {} s)",
                         events.len(),

@@ -119,7 +119,7 @@ fn maxretry_failures_within_findtime_ban_with_the_events_and_figures() {
     assert_eq!(ban.rule, "jail sip-auth");
     assert_eq!(
         ban.reason,
-        "5 failures in 40 s (maxretry 5 within findtime 600 s); banned 3600 s"
+        "5 failures in 40.0 s (maxretry 5 within findtime 600 s); banned 3600 s"
     );
     assert_eq!(ban.events.len(), 5);
     assert!(
