@@ -5,7 +5,9 @@
 //! - `inprocess`: the decision core alone (`Engine::authorize` / `end`) over a large
 //!   generated directory and rate deck, with baselines measured in the same run;
 //! - `bare` and `loadgen`, driven by `bench/http.sh`: the HTTP service over loopback
-//!   against a bare axum handler on the same stack.
+//!   against a bare axum handler on the same stack;
+//! - `ban_latency`, driven by `bench/ban-latency.sh` in a network namespace: from a failure
+//!   event to the address in the nftables set.
 //!
 //! This library holds what the binaries share: a seeded generator (so two runs decide the
 //! same calls), medians and percentiles, and the process's resident memory.
