@@ -86,7 +86,9 @@ ports = [5060, 5061]
 EOF
 "$BIN/tollgate" check "$TMP/policy.toml" >/dev/null
 
-in_ns "$BIN/tollgate" serve --config "$TMP/policy.toml" --listen 127.0.0.1:0 --database "$TMP/bench.db" \
+# Started with `ip netns exec` itself (it execs the command), not through a shell function,
+# so that $! is the server's own PID and the trap stops it.
+ip netns exec "$NS" "$BIN/tollgate" serve --config "$TMP/policy.toml" --listen 127.0.0.1:0 --database "$TMP/bench.db" \
     >"$TMP/tollgate.out" 2>"$TMP/tollgate.err" &
 SERVER_PID=$!
 ADDR=
@@ -160,7 +162,7 @@ bantime = 3600
 action = nftables[type=allports, name=bench]
 EOF
     : >"$F2B_DIR/asterisk.log"
-    in_ns fail2ban-server -f -x -c "$F2B_DIR/conf" -s "$F2B_DIR/f2b.sock" -p "$F2B_DIR/f2b.pid" \
+    ip netns exec "$NS" fail2ban-server -f -x -c "$F2B_DIR/conf" -s "$F2B_DIR/f2b.sock" -p "$F2B_DIR/f2b.pid" \
         >"$F2B_DIR/server.out" 2>&1 &
     F2B_PID=$!
     for _ in $(seq 100); do

@@ -195,6 +195,15 @@ impl Poller {
     }
 }
 
+/// Never leaves an `nft -i` behind, also when the run fails.
+impl Drop for Poller {
+    fn drop(&mut self) {
+        drop(self.input.take());
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// `nft monitor new elements` on a thread: (address, when it was announced).
 struct Monitor {
     child: Child,
@@ -248,6 +257,14 @@ impl Monitor {
             seen.entry(ip).or_insert(at);
         }
         seen
+    }
+}
+
+/// Never leaves an `nft monitor` behind, also when the run fails.
+impl Drop for Monitor {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
