@@ -46,7 +46,12 @@ pub struct Options<'a> {
     pub time_zone: Option<&'a str>,
 }
 
-pub fn run(loaded: &Loaded, options: &Options<'_>) -> Result<ExitCode> {
+/// Runs over `options.file` with the guard settings and directory of `loaded`, or, without
+/// a policy, with the guard's built-in defaults (one `sip-auth` jail: 5 failures in 10
+/// minutes) and no directory (so no registration source checks). Not loading a policy
+/// also skips compiling libphonenumber's metadata, which a log scan does not need and
+/// which would cost most of its memory and start-up time.
+pub fn run(loaded: Option<&Loaded>, options: &Options<'_>) -> Result<ExitCode> {
     let format: LogFormat = options.format.parse().map_err(|e| anyhow::anyhow!("{e}"))?;
     let zone = match options.time_zone {
         Some(name) => name
@@ -64,7 +69,20 @@ pub fn run(loaded: &Loaded, options: &Options<'_>) -> Result<ExitCode> {
     };
     let file = std::fs::File::open(options.file)
         .with_context(|| format!("cannot open {}", options.file.display()))?;
-    let mut guard = Guard::new(loaded.settings.guard.policy.clone());
+    let empty = tollgate_core::Policy {
+        accounts: Default::default(),
+        extensions: Default::default(),
+        plans: Default::default(),
+        schedules: Default::default(),
+        high_risk: tollgate_core::number::HighRiskList::new(),
+        emergency_numbers: Vec::new(),
+        credit: Default::default(),
+    };
+    let (guard_policy, directory) = match loaded {
+        Some(loaded) => (loaded.settings.guard.policy.clone(), &loaded.policy),
+        None => (tollgate_core::guard::GuardPolicy::default(), &empty),
+    };
+    let mut guard = Guard::new(guard_policy);
     let mut sources: HashMap<IpAddr, SourceReport> = HashMap::new();
     let mut events = 0u64;
     let mut without_time = 0u64;
@@ -106,7 +124,7 @@ pub fn run(loaded: &Loaded, options: &Options<'_>) -> Result<ExitCode> {
             if event.at.is_some() {
                 source.last_seen = event.at;
             }
-            let (_, actions) = guard.on_auth_event(&loaded.policy, &event, now);
+            let (_, actions) = guard.on_auth_event(directory, &event, now);
             for action in actions {
                 if let GuardAction::Ban(ban) = action {
                     source.bans.push(ban);

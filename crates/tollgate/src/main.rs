@@ -62,7 +62,8 @@ enum Command {
         #[arg(long, short)]
         format: String,
         file: PathBuf,
-        /// Policy whose [guard] jails to use (default: the embedded one).
+        /// Policy whose [guard] settings and extensions to use (default: the guard's
+        /// built-in rules, no directory).
         #[arg(long, short)]
         config: Option<PathBuf>,
         #[arg(long)]
@@ -172,18 +173,22 @@ fn main() -> ExitCode {
             json,
             year,
             time_zone,
-        } => load(config.as_ref()).and_then(|loaded| {
-            logscan::run(
-                &loaded,
-                &logscan::Options {
-                    format: &format,
-                    file: &file,
-                    json,
-                    year,
-                    time_zone: time_zone.as_deref(),
-                },
-            )
-        }),
+        } => config
+            .as_ref()
+            .map(|path| load(Some(path)))
+            .transpose()
+            .and_then(|loaded| {
+                logscan::run(
+                    loaded.as_ref(),
+                    &logscan::Options {
+                        format: &format,
+                        file: &file,
+                        json,
+                        year,
+                        time_zone: time_zone.as_deref(),
+                    },
+                )
+            }),
         Command::Firewall {
             action: FirewallAction::Render { config },
         } => load(config.as_ref()).and_then(|loaded| admin::firewall_render(&loaded)),
