@@ -76,8 +76,14 @@ pub fn router(app: Arc<App>) -> Router {
             "/v1/accounts/{id}",
             get(get_account).put(put_account).delete(delete_account),
         )
-        .route("/v1/accounts/{id}/suspend", post(suspend_account))
-        .route("/v1/accounts/{id}/resume", post(resume_account))
+        .route(
+            "/v1/accounts/{id}/suspend",
+            post(change_suspension::<true, true>),
+        )
+        .route(
+            "/v1/accounts/{id}/resume",
+            post(change_suspension::<true, false>),
+        )
         .route("/v1/extensions", get(list_extensions))
         .route(
             "/v1/extensions/{id}",
@@ -85,8 +91,14 @@ pub fn router(app: Arc<App>) -> Router {
                 .put(put_extension)
                 .delete(delete_extension),
         )
-        .route("/v1/extensions/{id}/suspend", post(suspend_extension))
-        .route("/v1/extensions/{id}/resume", post(resume_extension))
+        .route(
+            "/v1/extensions/{id}/suspend",
+            post(change_suspension::<false, true>),
+        )
+        .route(
+            "/v1/extensions/{id}/resume",
+            post(change_suspension::<false, false>),
+        )
         .route("/v1/extensions/{id}/credit", get(extension_credit))
         .route("/v1/extensions/{id}/calls", get(extension_calls))
         .route(
@@ -753,40 +765,19 @@ async fn set_suspended(
     Ok(Json(json!({ "id": id, "suspended": suspended })))
 }
 
-async fn suspend_account(
+/// `POST /v1/{accounts,extensions}/{id}/{suspend,resume}`.
+async fn change_suspension<const ACCOUNT: bool, const SUSPEND: bool>(
     State(app): State<Arc<App>>,
     auth: Auth,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     auth.require(Scope::Admin)?;
-    set_suspended(&app, EntityKind::Account, id, true).await
-}
-
-async fn resume_account(
-    State(app): State<Arc<App>>,
-    auth: Auth,
-    Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
-    auth.require(Scope::Admin)?;
-    set_suspended(&app, EntityKind::Account, id, false).await
-}
-
-async fn suspend_extension(
-    State(app): State<Arc<App>>,
-    auth: Auth,
-    Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
-    auth.require(Scope::Admin)?;
-    set_suspended(&app, EntityKind::Extension, id, true).await
-}
-
-async fn resume_extension(
-    State(app): State<Arc<App>>,
-    auth: Auth,
-    Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
-    auth.require(Scope::Admin)?;
-    set_suspended(&app, EntityKind::Extension, id, false).await
+    let kind = if ACCOUNT {
+        EntityKind::Account
+    } else {
+        EntityKind::Extension
+    };
+    set_suspended(&app, kind, id, SUSPEND).await
 }
 
 async fn extension_credit(
