@@ -16,7 +16,7 @@ use chrono::{DateTime, Duration, Utc};
 use ipnet::IpNet;
 
 use crate::guard_event::{AuthEvent, AuthOutcome};
-use crate::policy::Policy;
+use crate::policy::Extension;
 
 /// A fail2ban-style jail: `maxretry` failures within `findtime` ban for `bantime`; each
 /// repeat offense multiplies the ban by `bantime_factor`, up to `bantime_max`.
@@ -437,11 +437,12 @@ impl Guard {
         Some(ban)
     }
 
-    /// A registration or authentication attempt. `policy` gives the extensions' allowed
-    /// networks for the registration source restriction.
+    /// A registration or authentication attempt. `extensions` gives the extensions'
+    /// allowed networks for the registration source restriction (only those the events
+    /// name are needed).
     pub fn on_auth_event(
         &mut self,
-        policy: &Policy,
+        extensions: &HashMap<String, Extension>,
         event: &AuthEvent,
         now: DateTime<Utc>,
     ) -> (RegistrationVerdict, Vec<GuardAction>) {
@@ -505,7 +506,7 @@ impl Guard {
         let mut refused = None;
         let mut failure = event.outcome == AuthOutcome::Failure;
         if self.policy.enforce_registration_cidrs {
-            if let Some(ext) = event.user.as_deref().and_then(|u| policy.extensions.get(u)) {
+            if let Some(ext) = event.user.as_deref().and_then(|u| extensions.get(u)) {
                 if !ext.allowed_cidrs.is_empty()
                     && !ext.allowed_cidrs.iter().any(|n| n.contains(&ip))
                 {

@@ -103,7 +103,7 @@ fn maxretry_failures_within_findtime_ban_with_the_events_and_figures() {
     let mut guard = Guard::new(GuardPolicy::default());
     for i in 0..4 {
         let (verdict, actions) = guard.on_auth_event(
-            &policy,
+            &policy.extensions,
             &fail("203.0.113.7", "1001"),
             t0() + Duration::seconds(i * 10),
         );
@@ -111,7 +111,8 @@ fn maxretry_failures_within_findtime_ban_with_the_events_and_figures() {
         assert!(!verdict.accepted);
     }
     let now = t0() + Duration::seconds(40);
-    let (verdict, actions) = guard.on_auth_event(&policy, &fail("203.0.113.7", "1001"), now);
+    let (verdict, actions) =
+        guard.on_auth_event(&policy.extensions, &fail("203.0.113.7", "1001"), now);
     let banned = bans(&actions);
     assert_eq!(banned.len(), 1);
     let ban = banned[0];
@@ -130,7 +131,8 @@ fn maxretry_failures_within_findtime_ban_with_the_events_and_figures() {
     assert_eq!(ban.expires_at, Some(now + Duration::seconds(3600)));
     assert_eq!(verdict.ban.as_ref(), Some(ban));
     // Further events from the banned source are refused without a new ban.
-    let (verdict, actions) = guard.on_auth_event(&policy, &fail("203.0.113.7", "1001"), now);
+    let (verdict, actions) =
+        guard.on_auth_event(&policy.extensions, &fail("203.0.113.7", "1001"), now);
     assert!(actions.is_empty());
     assert!(verdict.reason.unwrap().contains("is banned"));
 }
@@ -141,7 +143,7 @@ fn failures_spread_beyond_findtime_do_not_ban() {
     let mut guard = Guard::new(GuardPolicy::default());
     for i in 0..20 {
         let (_, actions) = guard.on_auth_event(
-            &policy,
+            &policy.extensions,
             &fail("203.0.113.8", "1001"),
             t0() + Duration::seconds(i * 151),
         );
@@ -161,7 +163,8 @@ fn repeat_offenders_get_longer_bans_up_to_the_maximum() {
     for _round in 0..6 {
         let mut banned = None;
         for _ in 0..5 {
-            let (_, actions) = guard.on_auth_event(&policy, &fail("198.51.100.9", "1001"), now);
+            let (_, actions) =
+                guard.on_auth_event(&policy.extensions, &fail("198.51.100.9", "1001"), now);
             banned = bans(&actions).first().map(|b| (*b).clone()).or(banned);
         }
         let ban = banned.expect("banned");
@@ -185,7 +188,8 @@ fn repeat_offenders_get_longer_bans_up_to_the_maximum() {
     for _ in 0..5 {
         let mut banned = None;
         for _ in 0..5 {
-            let (_, actions) = capped.on_auth_event(&policy, &fail("198.51.100.10", "1001"), now);
+            let (_, actions) =
+                capped.on_auth_event(&policy.extensions, &fail("198.51.100.10", "1001"), now);
             banned = bans(&actions).first().map(|b| (*b).clone()).or(banned);
         }
         let until = banned.unwrap().expires_at.unwrap();
@@ -205,7 +209,7 @@ fn allowlisted_sources_are_never_banned() {
     });
     for i in 0..50 {
         let (_, actions) = guard.on_auth_event(
-            &policy,
+            &policy.extensions,
             &event(
                 "203.0.113.5",
                 &format!("u{i}"),
@@ -240,8 +244,11 @@ fn aggregation_counts_and_bans_a_whole_ipv4_24() {
     });
     let mut all = Vec::new();
     for host in 1..=5 {
-        let (_, actions) =
-            guard.on_auth_event(&policy, &fail(&format!("198.51.100.{host}"), "1001"), t0());
+        let (_, actions) = guard.on_auth_event(
+            &policy.extensions,
+            &fail(&format!("198.51.100.{host}"), "1001"),
+            t0(),
+        );
         all.extend(actions);
     }
     let banned = bans(&all);
@@ -251,7 +258,7 @@ fn aggregation_counts_and_bans_a_whole_ipv4_24() {
     let mut v6 = Vec::new();
     for host in 1..=5 {
         let (_, actions) = guard.on_auth_event(
-            &policy,
+            &policy.extensions,
             &fail(&format!("2001:db8:1:2::{host}"), "1001"),
             t0(),
         );
@@ -265,7 +272,7 @@ fn known_scanners_are_banned_at_once() {
     let policy = Policy::empty();
     let mut guard = Guard::new(GuardPolicy::default());
     let (verdict, actions) = guard.on_auth_event(
-        &policy,
+        &policy.extensions,
         &event(
             "192.0.2.66",
             "100",
@@ -286,7 +293,7 @@ fn known_scanners_are_banned_at_once() {
     assert!(!verdict.accepted);
     // Even a "successful" request with a scanner agent.
     let (_, actions) = guard.on_auth_event(
-        &policy,
+        &policy.extensions,
         &event(
             "192.0.2.67",
             "100",
@@ -308,14 +315,14 @@ fn extension_enumeration_is_banned() {
     // The same name again and again is not enumeration.
     for _ in 0..30 {
         assert!(guard
-            .on_auth_event(&policy, &fail("192.0.2.70", "1001"), t0())
+            .on_auth_event(&policy.extensions, &fail("192.0.2.70", "1001"), t0())
             .1
             .is_empty());
     }
     let mut all = Vec::new();
     for user in 100..110 {
         let (_, actions) = guard.on_auth_event(
-            &policy,
+            &policy.extensions,
             &fail("192.0.2.71", &user.to_string()),
             t0() + Duration::seconds(user - 100),
         );
@@ -336,7 +343,7 @@ fn registration_from_outside_the_extensions_networks_is_refused_and_counted() {
     let policy = policy_with_extension();
     let mut guard = Guard::new(GuardPolicy::default());
     let (verdict, _) = guard.on_auth_event(
-        &policy,
+        &policy.extensions,
         &event("192.0.2.10", "1001", AuthOutcome::Success, None),
         t0(),
     );
@@ -344,7 +351,7 @@ fn registration_from_outside_the_extensions_networks_is_refused_and_counted() {
     let mut all = Vec::new();
     for _ in 0..5 {
         let (verdict, actions) = guard.on_auth_event(
-            &policy,
+            &policy.extensions,
             &event("203.0.113.99", "1001", AuthOutcome::Success, None),
             t0(),
         );
@@ -440,7 +447,7 @@ fn bans_expire_and_manual_bans_lift() {
     let policy = Policy::empty();
     let mut guard = Guard::new(GuardPolicy::default());
     for _ in 0..5 {
-        guard.on_auth_event(&policy, &fail("203.0.113.50", "1001"), t0());
+        guard.on_auth_event(&policy.extensions, &fail("203.0.113.50", "1001"), t0());
     }
     assert!(guard.expire(t0() + Duration::seconds(3599)).is_empty());
     let ended = guard.expire(t0() + Duration::seconds(3600));
@@ -469,7 +476,8 @@ fn restore_keeps_active_bans_and_the_offense_count() {
     let mut guard = Guard::new(GuardPolicy::default());
     let mut history = Vec::new();
     for _ in 0..5 {
-        let (_, actions) = guard.on_auth_event(&policy, &fail("203.0.113.60", "1001"), t0());
+        let (_, actions) =
+            guard.on_auth_event(&policy.extensions, &fail("203.0.113.60", "1001"), t0());
         history.extend(bans(&actions).into_iter().cloned());
     }
     let later = t0() + Duration::seconds(4000);
@@ -477,7 +485,8 @@ fn restore_keeps_active_bans_and_the_offense_count() {
     assert_eq!(restored.bans().count(), 0, "the first ban has ended");
     let mut second = None;
     for _ in 0..5 {
-        let (_, actions) = restored.on_auth_event(&policy, &fail("203.0.113.60", "1001"), later);
+        let (_, actions) =
+            restored.on_auth_event(&policy.extensions, &fail("203.0.113.60", "1001"), later);
         second = bans(&actions).first().map(|b| (*b).clone()).or(second);
     }
     let second = second.unwrap();
@@ -497,7 +506,7 @@ proptest! {
         for gap in gaps {
             now += Duration::seconds(gap as i64);
             times.push(now);
-            let (_, actions) = guard.on_auth_event(&policy, &fail("203.0.113.77", "1001"), now);
+            let (_, actions) = guard.on_auth_event(&policy.extensions, &fail("203.0.113.77", "1001"), now);
             let window = times.iter().rev().take_while(|t| now - **t <= Duration::seconds(600)).count();
             if bans(&actions).is_empty() {
                 prop_assert!(window < 5, "{window} failures within findtime and no ban");
@@ -519,7 +528,7 @@ fn digest_challenges_are_not_failures() {
     // A busy office: every registration and call starts with a challenge.
     for i in 0..100 {
         let (_, actions) = guard.on_auth_event(
-            &policy,
+            &policy.extensions,
             &event(
                 "203.0.113.80",
                 &format!("{}", 1000 + i % 20),

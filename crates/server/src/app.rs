@@ -233,25 +233,20 @@ impl App {
         let now = Utc::now();
         // Copy what the guard needs of the directory, so the call path's lock is held only
         // briefly and never together with the guard's.
-        let policy_view = {
+        let extensions: std::collections::HashMap<String, tollgate_core::policy::Extension> = {
             let engine = self.engine();
-            let mut view = tollgate_core::Policy::empty();
-            for event in events {
-                if let Some(ext) = event
-                    .user
-                    .as_deref()
-                    .and_then(|u| engine.policy.extensions.get(u))
-                {
-                    view.extensions.insert(ext.id.clone(), ext.clone());
-                }
-            }
-            view
+            events
+                .iter()
+                .filter_map(|e| e.user.as_deref())
+                .filter_map(|u| engine.policy.extensions.get(u))
+                .map(|ext| (ext.id.clone(), ext.clone()))
+                .collect()
         };
         let mut guard = self.guard();
         let mut verdicts = Vec::with_capacity(events.len());
         let mut actions = Vec::new();
         for event in events {
-            let (verdict, mut more) = guard.on_auth_event(&policy_view, event, now);
+            let (verdict, mut more) = guard.on_auth_event(&extensions, event, now);
             let outcome = match (event.outcome, verdict.accepted) {
                 (AuthOutcome::Success, true) => "success",
                 (AuthOutcome::Success, false) => "refused",

@@ -69,17 +69,12 @@ pub fn run(loaded: Option<&Loaded>, options: &Options<'_>) -> Result<ExitCode> {
     };
     let file = std::fs::File::open(options.file)
         .with_context(|| format!("cannot open {}", options.file.display()))?;
-    let empty = tollgate_core::Policy {
-        accounts: Default::default(),
-        extensions: Default::default(),
-        plans: Default::default(),
-        schedules: Default::default(),
-        high_risk: tollgate_core::number::HighRiskList::new(),
-        emergency_numbers: Vec::new(),
-        credit: Default::default(),
-    };
+    let empty = std::collections::HashMap::new();
     let (guard_policy, directory) = match loaded {
-        Some(loaded) => (loaded.settings.guard.policy.clone(), &loaded.policy),
+        Some(loaded) => (
+            loaded.settings.guard.policy.clone(),
+            &loaded.policy.extensions,
+        ),
         None => (tollgate_core::guard::GuardPolicy::default(), &empty),
     };
     let mut guard = Guard::new(guard_policy);
