@@ -114,6 +114,15 @@ pub const MIGRATIONS: &[&str] = &[
         value TEXT NOT NULL
     ) STRICT, WITHOUT ROWID;
     "#,
+    // 3: one index on calls instead of two: every call is inserted once and settled once,
+    // and each index costs a b-tree write both times. (state, extension, ended_at) serves
+    // both reads: the open calls at start (state = 'open') and an extension's settled
+    // calls newest first.
+    r#"
+    DROP INDEX calls_by_extension;
+    DROP INDEX calls_open;
+    CREATE INDEX calls_by_state ON calls (state, extension, ended_at);
+    "#,
 ];
 
 /// The schema version this binary writes and reads.

@@ -796,3 +796,25 @@ fn journal_reads_see_what_was_submitted_before_them() {
     journal.flush().unwrap();
     assert_eq!(outcomes.lock().unwrap().len(), 2);
 }
+
+#[test]
+fn the_call_reads_use_the_one_calls_index() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(SqliteStore::open(db_path(&dir), Durability::Normal).unwrap());
+    let conn = raw(&db_path(&dir));
+    for query in [
+        "SELECT call_id, call FROM calls WHERE state = 'open'",
+        "SELECT call_id FROM calls WHERE extension = '1001' AND state = 'settled' ORDER BY ended_at DESC, rowid DESC LIMIT 10",
+    ] {
+        let plan: Vec<String> = conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {query}"))
+            .unwrap()
+            .query_map([], |row| row.get::<_, String>(3))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let plan = plan.join(" | ");
+        assert!(plan.contains("calls_by_state"), "{query}: {plan}");
+        assert!(!plan.contains("TEMP B-TREE"), "{query} sorts: {plan}");
+    }
+}
