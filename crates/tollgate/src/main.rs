@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 mod admin;
+mod credentials;
 mod logscan;
 
 use anyhow::{bail, Context, Result};
@@ -99,6 +100,25 @@ enum Command {
         /// Machine-readable output.
         #[arg(long)]
         json: bool,
+    },
+    /// Print SIP passwords from the OS random generator: no ambiguous or quoting-hostile
+    /// characters, and at least the given zxcvbn strength score.
+    Passwd {
+        #[arg(long, default_value_t = 20)]
+        length: usize,
+        #[arg(long, default_value_t = 1)]
+        count: usize,
+        /// zxcvbn score, 0 to 4.
+        #[arg(long, default_value_t = 4)]
+        min_score: u8,
+    },
+    /// Print voicemail PINs from the OS random generator, avoiding repeated digits, runs,
+    /// years and common PINs.
+    Pin {
+        #[arg(long, default_value_t = 6)]
+        length: usize,
+        #[arg(long, default_value_t = 1)]
+        count: usize,
     },
 }
 
@@ -207,6 +227,12 @@ fn main() -> ExitCode {
             ip,
             json,
         ),
+        Command::Passwd {
+            length,
+            count,
+            min_score,
+        } => credentials::passwd(length, count, min_score),
+        Command::Pin { length, count } => credentials::pin(length, count),
     };
     match result {
         Ok(code) => code,

@@ -1,0 +1,17 @@
+//! Credential hygiene for tollgate: the first slice of `tollgate audit`.
+//!
+//! - [`credentials`] judges SIP passwords and voicemail PINs and says, with a stable code per
+//!   weakness, what is wrong with them; it is pure (no I/O, no randomness, no clock).
+//! - [`generate`] makes passwords and PINs from the OS CSPRNG that pass those same checks, so
+//!   what tollgate hands out is never something it would later report.
+//!
+//! INVARIANT: no message, error or `Debug` output of this crate contains a secret it was
+//! given or made; secrets appear only in the values `generate` returns.
+
+pub mod credentials;
+pub mod generate;
+
+pub use credentials::{
+    check_password, check_pin, keyed_digest, PasswordPolicy, PinPolicy, Weakness, WeaknessCode,
+};
+pub use generate::{generate_password, generate_pin, random_key, GenerateError};
