@@ -1,5 +1,7 @@
-//! The `tollgate` binary: `serve`, `check`, `explain`. Raw flags are parsed by clap, then
-//! turned into validated values before use; only this crate uses `anyhow`.
+//! The `tollgate` binary: `serve`, `check`, `explain`, `logscan`, `ban`, `firewall render`,
+//! `passwd`, `pin`. Raw flags are parsed by clap, then turned into validated values before
+//! use; only this crate uses `anyhow`. Commands that talk to a running service are in
+//! `admin`, the log scan in `logscan`, credential generation in `credentials`.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
