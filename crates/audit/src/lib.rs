@@ -4,12 +4,17 @@
 //!   weakness, what is wrong with them; it is pure (no I/O, no randomness, no clock).
 //! - [`generate`] makes passwords and PINs from the OS CSPRNG that pass those same checks, so
 //!   what tollgate hands out is never something it would later report.
+//! - [`import`] reads what operators already have (Asterisk pjsip.conf, sip.conf,
+//!   voicemail.conf, FreeSWITCH directory XML, CSV, JSON) into an [`inventory::Inventory`]:
+//!   extensions, mailboxes, and a problem with file and line for everything unreadable.
 //!
 //! INVARIANT: no message, error or `Debug` output of this crate contains a secret it was
 //! given or made; secrets appear only in the values `generate` returns.
 
 pub mod credentials;
 pub mod generate;
+pub mod import;
+pub mod inventory;
 
 pub use credentials::{
     check_password, check_pin, keyed_digest, PasswordPolicy, PinPolicy, Weakness, WeaknessCode,

@@ -1,0 +1,183 @@
+//! Asterisk `pjsip.conf`: endpoints with their auth, AORs and identify sections.
+//!
+//! An endpoint's credential lives in the `type=auth` section its `auth=` names
+//! (`auth_type=userpass` with `password`, or `md5` with `md5_cred`, which is recorded as
+//! hashed); its IP restriction is its own `permit`/`deny`/`acl` plus the `match` addresses
+//! of every `type=identify` section that names it (those are let in without a password, so
+//! the audit must see them).
+
+use std::path::Path;
+
+use super::asterisk::{self, Resolved};
+use super::{list_items, parse_net};
+use crate::inventory::{Credential, ImportedExtension, Inventory, Secret, SourceKind};
+
+/// Reads a pjsip.conf (and its includes).
+pub fn import_pjsip(path: impl AsRef<Path>) -> Inventory {
+    let mut inventory = Inventory::default();
+    let sections = asterisk::parse(path.as_ref(), &mut inventory);
+    let resolved = asterisk::resolve(&sections, &mut inventory);
+
+    let of_type = |kind: &'static str| {
+        resolved.iter().filter(move |section| {
+            section
+                .value("type")
+                .is_some_and(|value| value.eq_ignore_ascii_case(kind))
+        })
+    };
+    let find = |kind: &'static str, name: &str| of_type(kind).find(|s| s.name == name);
+
+    for section in &resolved {
+        if section.value("type").is_none() {
+            inventory.problem(
+                section.location.clone(),
+                format!("section \"{}\" has no type", section.name),
+            );
+        }
+    }
+
+    let mut extensions = Vec::new();
+    for endpoint in of_type("endpoint") {
+        let mut extension = ImportedExtension::new(
+            endpoint.name.clone(),
+            endpoint.location.clone(),
+            SourceKind::Pjsip,
+        );
+        extension.context = endpoint.value("context").map(str::to_string);
+        extension.display_name = endpoint.value("callerid").map(str::to_string);
+        read_acl(endpoint, &mut extension, &mut inventory);
+
+        if let Some(auth) = endpoint.get("auth") {
+            // Several auths may be listed; the first is the one Asterisk challenges with.
+            if let Some(name) = list_items(&auth.value).next() {
+                match find("auth", name) {
+                    Some(section) => read_auth(section, &mut extension, &mut inventory),
+                    None => inventory.problem(
+                        auth.location.clone(),
+                        format!(
+                            "endpoint \"{}\" uses auth \"{name}\", which is not defined",
+                            endpoint.name
+                        ),
+                    ),
+                }
+            }
+        }
+
+        if let Some(aors) = endpoint.get("aors") {
+            for name in list_items(&aors.value) {
+                let Some(aor) = find("aor", name) else {
+                    inventory.problem(
+                        aors.location.clone(),
+                        format!(
+                            "endpoint \"{}\" uses aor \"{name}\", which is not defined",
+                            endpoint.name
+                        ),
+                    );
+                    continue;
+                };
+                if let Some(entry) = aor.get("max_contacts") {
+                    match entry.value.parse::<u32>() {
+                        // Several AORs: devices may register on each, so the limits add up.
+                        Ok(max) => {
+                            extension.max_contacts =
+                                Some(extension.max_contacts.unwrap_or(0).saturating_add(max));
+                        }
+                        Err(_) => inventory.problem(
+                            entry.location.clone(),
+                            format!("max_contacts \"{}\" is not a number", entry.value),
+                        ),
+                    }
+                }
+            }
+        }
+        extensions.push(extension);
+    }
+
+    for identify in of_type("identify") {
+        let Some(target) = identify.get("endpoint") else {
+            inventory.problem(
+                identify.location.clone(),
+                format!("identify \"{}\" names no endpoint", identify.name),
+            );
+            continue;
+        };
+        let Some(extension) = extensions.iter_mut().find(|e| e.id == target.value) else {
+            inventory.problem(
+                target.location.clone(),
+                format!(
+                    "identify \"{}\" names endpoint \"{}\", which is not defined",
+                    identify.name, target.value
+                ),
+            );
+            continue;
+        };
+        for entry in identify.all("match") {
+            for item in list_items(&entry.value) {
+                match parse_net(item) {
+                    Ok(net) => extension.identify.push(net),
+                    // Host names are resolved by Asterisk at load time; we cannot, but the
+                    // endpoint is still identified by address, so say which one.
+                    Err(message) => inventory.problem(
+                        entry.location.clone(),
+                        format!("identify match: {message} (host names are not resolved)"),
+                    ),
+                }
+            }
+        }
+    }
+
+    inventory.extensions.extend(extensions);
+    inventory
+}
+
+/// `permit`, `deny` and `acl` of an endpoint (sip.conf peers use the same keys).
+pub(crate) fn read_acl(
+    section: &Resolved,
+    extension: &mut ImportedExtension,
+    inventory: &mut Inventory,
+) {
+    for (key, into_permit) in [("permit", true), ("deny", false)] {
+        for entry in section.all(key) {
+            for item in list_items(&entry.value) {
+                match parse_net(item) {
+                    Ok(net) if into_permit => extension.permit.push(net),
+                    Ok(net) => extension.deny.push(net),
+                    Err(message) => {
+                        inventory.problem(entry.location.clone(), format!("{key}: {message}"))
+                    }
+                }
+            }
+        }
+    }
+    for entry in section.all("acl") {
+        extension
+            .acl_names
+            .extend(list_items(&entry.value).map(str::to_string));
+    }
+}
+
+fn read_auth(auth: &Resolved, extension: &mut ImportedExtension, inventory: &mut Inventory) {
+    extension.username = auth.value("username").map(str::to_string);
+    let auth_type = auth.value("auth_type").unwrap_or("userpass");
+    let password = auth.value("password");
+    let md5 = auth.value("md5_cred");
+    extension.secret = if auth_type.eq_ignore_ascii_case("md5") {
+        if md5.is_none() {
+            inventory.problem(
+                auth.location.clone(),
+                format!("auth \"{}\" is auth_type=md5 without md5_cred", auth.name),
+            );
+        }
+        Some(Credential::Hashed)
+    } else if let Some(password) = password {
+        Some(Credential::Plain(Secret::new(password)))
+    } else if md5.is_some() {
+        Some(Credential::Hashed)
+    } else {
+        inventory.problem(
+            auth.location.clone(),
+            format!("auth \"{}\" has no password", auth.name),
+        );
+        None
+    };
+}

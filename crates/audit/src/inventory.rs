@@ -1,0 +1,225 @@
+//! What the importers read: extensions, voicemail boxes and the problems met on the way.
+//!
+//! This module owns the audit's view of an operator's existing PBX configuration, whatever
+//! it came from (Asterisk, FreeSWITCH, CSV, JSON). It keeps only what the audit findings
+//! need: the credential (to judge it), the IP restriction (permit/deny, named ACLs,
+//! identify-by-IP), the context, a display name (for "test"/"demo" extensions) and the
+//! limits that may be unlimited.
+//!
+//! INVARIANT: a plaintext credential lives only inside a [`Secret`], whose `Debug` and
+//! `Display` print `<redacted>` and which is not `Serialize`: formatting an [`Inventory`] for
+//! a log or a report can never show a password or PIN (issue 5: "plaintext secrets from
+//! imported files are never stored or logged").
+
+use std::fmt;
+use std::path::PathBuf;
+
+use ipnet::IpNet;
+
+/// A plaintext password or PIN read from a file.
+///
+/// Deliberately not `Serialize`, not `PartialEq` (a comparison is a side channel and a
+/// temptation to log), and opaque in `Debug`/`Display`.
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    /// The plaintext, for the credential checks and the keyed digest only.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// What a file says about a credential. An enum rather than `Option<Secret>` plus flags so
+/// that "hashed" and "plaintext" cannot both be claimed.
+#[derive(Debug, Clone)]
+pub enum Credential {
+    /// The plaintext is in the file: it can be checked.
+    Plain(Secret),
+    /// Only a hash is in the file (`md5_cred`, `md5secret`, FreeSWITCH `a1-hash`, a `*` PIN):
+    /// the credential exists but its strength cannot be judged.
+    Hashed,
+    /// The value refers to something the importer does not expand (FreeSWITCH
+    /// `$${default_password}`); `reference` is the name, which is not secret.
+    Unresolved { reference: String },
+}
+
+impl Credential {
+    /// The plaintext, when the file held one.
+    pub fn plaintext(&self) -> Option<&Secret> {
+        match self {
+            Credential::Plain(secret) => Some(secret),
+            Credential::Hashed | Credential::Unresolved { .. } => None,
+        }
+    }
+}
+
+/// Where something was read: a file and a 1-based line; line 0 means the file as a whole
+/// (it could not be opened, or the problem is not tied to one line).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Location {
+    pub file: PathBuf,
+    pub line: usize,
+}
+
+impl Location {
+    pub fn new(file: impl Into<PathBuf>, line: usize) -> Self {
+        Location {
+            file: file.into(),
+            line,
+        }
+    }
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.line == 0 {
+            write!(f, "{}", self.file.display())
+        } else {
+            write!(f, "{}:{}", self.file.display(), self.line)
+        }
+    }
+}
+
+/// Which importer read an entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SourceKind {
+    Pjsip,
+    SipConf,
+    Voicemail,
+    FreeSwitch,
+    Csv,
+    Json,
+}
+
+/// One SIP extension (endpoint, peer, user) as configured.
+#[derive(Debug, Clone)]
+pub struct ImportedExtension {
+    /// The extension's name in its file: pjsip endpoint or sip.conf section, FreeSWITCH user id.
+    pub id: String,
+    /// Where it is defined (its section header, `<user>` element or record).
+    pub location: Location,
+    pub source: SourceKind,
+    /// The authentication username, when the file gives one apart from the id.
+    pub username: Option<String>,
+    /// `None`: no credential at all (pjsip endpoint without `auth`, sip.conf peer without
+    /// `secret`): such an extension authenticates by IP only, or not at all.
+    pub secret: Option<Credential>,
+    /// Networks allowed to register or call (`permit`, FreeSWITCH `cidr`, CSV `permit`).
+    pub permit: Vec<IpNet>,
+    /// Networks refused (`deny`).
+    pub deny: Vec<IpNet>,
+    /// Named ACLs applied (pjsip/sip.conf `acl`, FreeSWITCH `auth-acl`,
+    /// `apply-inbound-acl`); not resolved, so whether they restrict anything is unknown.
+    pub acl_names: Vec<String>,
+    /// Addresses a pjsip `identify` section matches to this endpoint (calls from them are
+    /// accepted as this endpoint, without authentication).
+    pub identify: Vec<IpNet>,
+    /// Dialplan context (pjsip/sip.conf `context`, FreeSWITCH `user_context`).
+    pub context: Option<String>,
+    /// A display name (`callerid`, `effective_caller_id_name`), for test/demo detection.
+    pub display_name: Option<String>,
+    /// sip.conf `call-limit`: `Some(0)` or `None` mean no limit on concurrent calls.
+    pub call_limit: Option<u32>,
+    /// pjsip AOR `max_contacts` over the endpoint's `aors`: how many devices may register.
+    pub max_contacts: Option<u32>,
+}
+
+impl ImportedExtension {
+    /// An extension with only its identity known; importers fill in the rest.
+    pub fn new(id: impl Into<String>, location: Location, source: SourceKind) -> Self {
+        ImportedExtension {
+            id: id.into(),
+            location,
+            source,
+            username: None,
+            secret: None,
+            permit: Vec::new(),
+            deny: Vec::new(),
+            acl_names: Vec::new(),
+            identify: Vec::new(),
+            context: None,
+            display_name: None,
+            call_limit: None,
+            max_contacts: None,
+        }
+    }
+
+    /// Whether anything in the file limits where the extension may be used from. A named
+    /// ACL counts: it is not resolved, and the audit should say so rather than guess.
+    pub fn has_ip_restriction(&self) -> bool {
+        !self.permit.is_empty() || !self.acl_names.is_empty()
+    }
+}
+
+/// A voicemail box and its PIN.
+#[derive(Debug, Clone)]
+pub struct Mailbox {
+    pub mailbox: String,
+    /// voicemail.conf section; `None` where the source has no such notion.
+    pub context: Option<String>,
+    pub pin: Credential,
+    /// voicemail.conf `-` prefix: the user cannot change the PIN (so a weak one stays).
+    pub pin_locked: bool,
+    pub location: Location,
+}
+
+/// Something an importer could not read, with where.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImportProblem {
+    pub location: Location,
+    pub message: String,
+}
+
+impl ImportProblem {
+    pub fn new(location: Location, message: impl Into<String>) -> Self {
+        ImportProblem {
+            location,
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for ImportProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.location, self.message)
+    }
+}
+
+/// Everything read from one or more files.
+#[derive(Debug, Clone, Default)]
+pub struct Inventory {
+    pub extensions: Vec<ImportedExtension>,
+    pub mailboxes: Vec<Mailbox>,
+    pub problems: Vec<ImportProblem>,
+}
+
+impl Inventory {
+    /// Appends `other`; nothing is deduplicated, since the same extension in two files is
+    /// itself worth reporting.
+    pub fn merge(&mut self, other: Inventory) {
+        self.extensions.extend(other.extensions);
+        self.mailboxes.extend(other.mailboxes);
+        self.problems.extend(other.problems);
+    }
+
+    pub(crate) fn problem(&mut self, location: Location, message: impl Into<String>) {
+        self.problems.push(ImportProblem::new(location, message));
+    }
+}
