@@ -130,13 +130,23 @@ pub fn import_pjsip(path: impl AsRef<Path>) -> Inventory {
     inventory
 }
 
-/// `permit`, `deny` and `acl` of an endpoint (sip.conf peers use the same keys).
+/// `permit`, `deny` and `acl` of an endpoint or peer, and the contact ACLs (pjsip
+/// `contact_permit`, sip.conf `contactpermit`, ...), which limit the addresses a device may
+/// register from: for the audit's "IP-restricted registration" both kinds count.
 pub(crate) fn read_acl(
     section: &Resolved,
     extension: &mut ImportedExtension,
     inventory: &mut Inventory,
 ) {
-    for (key, into_permit) in [("permit", true), ("deny", false)] {
+    let keys = [
+        ("permit", true),
+        ("contact_permit", true),
+        ("contactpermit", true),
+        ("deny", false),
+        ("contact_deny", false),
+        ("contactdeny", false),
+    ];
+    for (key, into_permit) in keys {
         for entry in section.all(key) {
             for item in list_items(&entry.value) {
                 match parse_net(item) {
@@ -149,10 +159,12 @@ pub(crate) fn read_acl(
             }
         }
     }
-    for entry in section.all("acl") {
-        extension
-            .acl_names
-            .extend(list_items(&entry.value).map(str::to_string));
+    for key in ["acl", "contact_acl", "contactacl"] {
+        for entry in section.all(key) {
+            extension
+                .acl_names
+                .extend(list_items(&entry.value).map(str::to_string));
+        }
     }
 }
 
