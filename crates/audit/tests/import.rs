@@ -525,3 +525,13 @@ fn truncated_fixtures_never_panic() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn freeswitch_bad_escape_is_reported_without_the_value() {
+    let f = "freeswitch-bad-escape.xml";
+    let inv = import_freeswitch(fixture(f));
+    assert_problem(&inv, f, line_of(f, "secretpart"), "invalid escape");
+    assert_eq!(inv.problems.len(), 1, "{:#?}", problems(&inv));
+    assert!(!format!("{inv:?} {}", inv.problems[0]).contains("secretpart"));
+    assert!(extension(&inv, "1004").secret.is_none());
+}

@@ -146,7 +146,9 @@ fn attribute(element: &BytesStart<'_>, name: &str) -> Result<Option<String>, Str
         Ok(Some(attribute)) => attribute
             .normalized_value(XmlVersion::Implicit1_0)
             .map(|value| Some(Cow::into_owned(value)))
-            .map_err(|error| format!("attribute \"{name}\": {error}")),
+            // Not the error's text: an unknown entity's name is a piece of the value,
+            // and the value may be a password.
+            .map_err(|_| format!("attribute \"{name}\" has an invalid escape")),
         Ok(None) => Ok(None),
         Err(error) => Err(format!("attribute \"{name}\": {error}")),
     }
