@@ -7,11 +7,14 @@
 //! - [`import`] reads what operators already have (Asterisk pjsip.conf, sip.conf,
 //!   voicemail.conf, FreeSWITCH directory XML, CSV, JSON) into an [`inventory::Inventory`]:
 //!   extensions, mailboxes, and a problem with file and line for everything unreadable.
+//! - [`findings`] turns an inventory or a tollgate policy into findings (severity, code,
+//!   subject, evidence, fix).
 //!
 //! INVARIANT: no message, error or `Debug` output of this crate contains a secret it was
 //! given or made; secrets appear only in the values `generate` returns.
 
 pub mod credentials;
+pub mod findings;
 pub mod generate;
 pub mod import;
 pub mod inventory;
@@ -19,4 +22,5 @@ pub mod inventory;
 pub use credentials::{
     check_password, check_pin, keyed_digest, PasswordPolicy, PinPolicy, Weakness, WeaknessCode,
 };
+pub use findings::{audit_inventory, audit_policy, AuditOptions, Finding, Severity};
 pub use generate::{generate_password, generate_pin, random_key, GenerateError};
