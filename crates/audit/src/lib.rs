@@ -8,7 +8,7 @@
 //!   voicemail.conf, FreeSWITCH directory XML, CSV, JSON) into an [`inventory::Inventory`]:
 //!   extensions, mailboxes, and a problem with file and line for everything unreadable.
 //! - [`findings`] turns an inventory or a tollgate policy into findings (severity, code,
-//!   subject, evidence, fix).
+//!   subject, evidence, fix); [`report`] renders them as a table, JSON or an HTML page.
 //!
 //! INVARIANT: no message, error or `Debug` output of this crate contains a secret it was
 //! given or made; secrets appear only in the values `generate` returns.
@@ -18,6 +18,7 @@ pub mod findings;
 pub mod generate;
 pub mod import;
 pub mod inventory;
+pub mod report;
 
 pub use credentials::{
     check_password, check_pin, keyed_digest, PasswordPolicy, PinPolicy, Weakness, WeaknessCode,
