@@ -199,7 +199,8 @@ pub fn audit_inventory(inv: &Inventory, options: &AuditOptions) -> Vec<Finding> 
         match &ext.secret {
             Some(Credential::Plain(secret)) => {
                 let mut context: Vec<&str> = vec![ext.id.as_str()];
-                if let Some(username) = &ext.username {
+                // A username equal to the id would report the same weakness twice.
+                if let Some(username) = ext.username.as_deref().filter(|u| *u != ext.id) {
                     context.push(username);
                 }
                 for weakness in check_password(secret.expose(), &context, &options.password) {
@@ -289,19 +290,17 @@ pub fn audit_inventory(inv: &Inventory, options: &AuditOptions) -> Vec<Finding> 
             .iter()
             .map(|ext| format!("{} ({})", ext.id, ext.location))
             .collect();
-        findings.push(
-            Finding::new(
-                Severity::High,
-                "password_reused",
-                format!("extensions {}", names.join(", ")),
-                format!(
-                    "{} extensions share one SIP password (found by keyed digest)",
-                    group.len()
-                ),
-                "give each extension its own generated password (tollgate passwd)",
-            )
-            .replacing(Replace::SipPassword),
-        );
+        findings.push(Finding::new(
+            Severity::High,
+            "password_reused",
+            format!("extensions {}", names.join(", ")),
+            format!(
+                "{} extensions share one SIP password (found by keyed digest)",
+                group.len()
+            ),
+            // No `replace`: one new password for the group would be reused again.
+            "give each extension its own generated password (tollgate passwd)",
+        ));
     }
 
     for mailbox in &inv.mailboxes {

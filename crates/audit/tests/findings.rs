@@ -186,6 +186,14 @@ fn each_fixture_entry_gets_the_findings_it_deserves() {
             ));
         }
     }
+    // One finding per weakness, even when the username is the extension number.
+    let mut seen = std::collections::HashSet::new();
+    for f in &findings {
+        assert!(
+            seen.insert((&f.subject, &f.code, &f.evidence)),
+            "twice: {f:?}"
+        );
+    }
     // Sorted most severe first.
     assert!(findings.windows(2).all(|w| w[0].severity >= w[1].severity));
     assert!(any_at_least(&findings, Severity::Critical));

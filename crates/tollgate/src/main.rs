@@ -1,13 +1,14 @@
 //! The `tollgate` binary: `serve`, `check`, `explain`, `logscan`, `ban`, `firewall render`,
-//! `passwd`, `pin`. Raw flags are parsed by clap, then turned into validated values before
+//! `passwd`, `pin`, `audit`. Raw flags are parsed by clap, then turned into validated values before
 //! use; only this crate uses `anyhow`. Commands that talk to a running service are in
-//! `admin`, the log scan in `logscan`, credential generation in `credentials`.
+//! `admin`, the log scan in `logscan`, credential generation in `credentials`, the configuration audit in `audit`.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 mod admin;
+mod audit;
 mod credentials;
 mod logscan;
 
@@ -122,6 +123,30 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         count: usize,
     },
+    /// Audit PBX configuration files (and a policy) for weak or reused credentials, weak
+    /// PINs, missing IP restrictions, test extensions and unlimited settings.
+    Audit {
+        /// A source, KIND:PATH with KIND pjsip, sip, voicemail, freeswitch, csv or json
+        /// (repeatable).
+        #[arg(long = "from", value_name = "KIND:PATH", value_parser = audit::parse_source,
+              required_unless_present = "config")]
+        from: Vec<audit::Source>,
+        /// A tollgate policy to audit too (money limits, allowed_cidrs, schedules).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+        /// Also write a self-contained HTML report to this file.
+        #[arg(long, value_name = "FILE")]
+        html: Option<PathBuf>,
+        /// Exit 1 when a finding at or above this severity exists (info, low, medium,
+        /// high, critical); default: never.
+        #[arg(long, value_name = "SEVERITY")]
+        fail_on: Option<tollgate_audit::Severity>,
+        /// Print a generated replacement for each weak password and PIN.
+        #[arg(long, conflicts_with = "json")]
+        fix: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -235,6 +260,29 @@ fn main() -> ExitCode {
             min_score,
         } => credentials::passwd(length, count, min_score),
         Command::Pin { length, count } => credentials::pin(length, count),
+        Command::Audit {
+            from,
+            config,
+            json,
+            html,
+            fail_on,
+            fix,
+        } => config
+            .as_ref()
+            .map(|path| load(Some(path)))
+            .transpose()
+            .and_then(|loaded| {
+                audit::run(
+                    loaded.as_ref().map(|l| &l.policy),
+                    &audit::Options {
+                        sources: &from,
+                        json,
+                        html: html.as_deref(),
+                        fail_on,
+                        fix,
+                    },
+                )
+            }),
     };
     match result {
         Ok(code) => code,

@@ -1,0 +1,266 @@
+//! `tollgate audit`: import PBX configuration files, audit them (and optionally a policy),
+//! print the findings and exit non-zero at or above `--fail-on`.
+//!
+//! The rules live in `tollgate_audit::findings` and the rendering in
+//! `tollgate_audit::report`; this module only reads the sources named on the command line,
+//! prints import problems, writes the outputs and, with `--fix`, generated replacements.
+//! Replacement credentials are the only secrets this command ever prints, and only on
+//! request.
+
+use std::collections::BTreeSet;
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use tollgate_audit::findings::{any_at_least, audit_inventory, audit_policy, Replace};
+use tollgate_audit::generate::{generate_password, generate_pin};
+use tollgate_audit::import::{
+    import_csv, import_freeswitch, import_json, import_pjsip, import_sip_conf, import_voicemail,
+};
+use tollgate_audit::inventory::Inventory;
+use tollgate_audit::report::Report;
+use tollgate_audit::{check_pin, AuditOptions, Finding, Severity};
+use tollgate_core::Policy;
+
+/// Length of a `--fix` SIP password: the same default as `tollgate passwd`.
+const FIX_PASSWORD_LENGTH: usize = 20;
+/// zxcvbn score of a `--fix` SIP password: the same default as `tollgate passwd`.
+const FIX_PASSWORD_SCORE: u8 = 4;
+/// New PINs that clash with their mailbox are drawn again; a clash has a chance of 2 in
+/// 10^6, so this bound is never met unless the generator is broken.
+const FIX_PIN_TRIES: usize = 100;
+
+/// What a `--from` source is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Pjsip,
+    Sip,
+    Voicemail,
+    FreeSwitch,
+    Csv,
+    Json,
+}
+
+/// One `--from KIND:PATH`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Source {
+    pub kind: Kind,
+    pub path: PathBuf,
+}
+
+/// Parses `KIND:PATH` for clap (whose error exits with status 2, a usage error). The first
+/// colon separates, so a path may itself contain colons.
+pub fn parse_source(text: &str) -> Result<Source, String> {
+    let Some((kind, path)) = text.split_once(':') else {
+        return Err(format!(
+            "{text:?}: expected KIND:PATH, KIND one of pjsip, sip, voicemail, freeswitch, csv, json"
+        ));
+    };
+    let kind = match kind.trim().to_ascii_lowercase().as_str() {
+        "pjsip" => Kind::Pjsip,
+        "sip" => Kind::Sip,
+        "voicemail" => Kind::Voicemail,
+        "freeswitch" => Kind::FreeSwitch,
+        "csv" => Kind::Csv,
+        "json" => Kind::Json,
+        other => {
+            return Err(format!(
+                "unknown kind {other:?} (expected pjsip, sip, voicemail, freeswitch, csv or json)"
+            ))
+        }
+    };
+    if path.is_empty() {
+        return Err(format!("{text:?}: no path after the kind"));
+    }
+    Ok(Source {
+        kind,
+        path: PathBuf::from(path),
+    })
+}
+
+fn import(source: &Source) -> Inventory {
+    match source.kind {
+        Kind::Pjsip => import_pjsip(&source.path),
+        Kind::Sip => import_sip_conf(&source.path),
+        Kind::Voicemail => import_voicemail(&source.path),
+        Kind::FreeSwitch => import_freeswitch(&source.path),
+        Kind::Csv => import_csv(&source.path),
+        Kind::Json => import_json(&source.path),
+    }
+}
+
+/// The command's flags, checked by clap.
+pub struct Options<'a> {
+    pub sources: &'a [Source],
+    pub json: bool,
+    pub html: Option<&'a Path>,
+    pub fail_on: Option<Severity>,
+    pub fix: bool,
+}
+
+pub fn run(policy: Option<&Policy>, options: &Options<'_>) -> Result<ExitCode> {
+    let mut inventory = Inventory::default();
+    for source in options.sources {
+        inventory.merge(import(source));
+    }
+    for problem in &inventory.problems {
+        eprintln!("{problem}");
+    }
+
+    let audit_options = AuditOptions::default();
+    let mut findings = audit_inventory(&inventory, &audit_options);
+    if let Some(policy) = policy {
+        findings.extend(audit_policy(policy));
+        tollgate_audit::findings::sort_findings(&mut findings);
+    }
+    let report = Report::new(findings, &inventory.problems);
+
+    if let Some(path) = options.html {
+        std::fs::write(path, report.to_html())
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        eprintln!("wrote {}", path.display());
+    }
+
+    let stdout = std::io::stdout();
+    let colour = stdout.is_terminal();
+    let mut out = stdout.lock();
+    let text = if options.json {
+        let mut json = report
+            .to_json()
+            .context("cannot render the report as JSON")?;
+        json.push('\n');
+        json
+    } else {
+        report.to_text(colour)
+    };
+    out.write_all(text.as_bytes())
+        .context("cannot write to standard output")?;
+    if options.fix {
+        let fixes = fixes(&report.findings, &audit_options)?;
+        for line in fixes {
+            writeln!(out, "{line}").context("cannot write to standard output")?;
+        }
+    }
+    out.flush().context("cannot write to standard output")?;
+
+    let failed = options
+        .fail_on
+        .is_some_and(|threshold| any_at_least(&report.findings, threshold));
+    Ok(if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// One replacement per weak credential (an extension with three password weaknesses gets
+/// one new password), in the report's order.
+fn fixes(findings: &[Finding], options: &AuditOptions) -> Result<Vec<String>> {
+    let mut done = BTreeSet::new();
+    let mut lines = Vec::new();
+    for finding in findings {
+        let Some(replace) = &finding.replace else {
+            continue;
+        };
+        if !done.insert(finding.subject.clone()) {
+            continue;
+        }
+        match replace {
+            Replace::SipPassword => {
+                let password = generate_password(FIX_PASSWORD_LENGTH, FIX_PASSWORD_SCORE)
+                    .context("cannot generate a password")?;
+                lines.push(format!(
+                    "new SIP password for {}: {password}",
+                    finding.subject
+                ));
+            }
+            Replace::VoicemailPin { mailbox } => {
+                let pin = fix_pin(mailbox, options)?;
+                lines.push(format!("new voicemail PIN for {}: {pin}", finding.subject));
+            }
+        }
+    }
+    Ok(lines)
+}
+
+/// A generated PIN that is also not the mailbox number or its reverse (`generate_pin`
+/// cannot know the mailbox).
+fn fix_pin(mailbox: &str, options: &AuditOptions) -> Result<String> {
+    let length = options.pin.min_length.max(6);
+    for _ in 0..FIX_PIN_TRIES {
+        let pin = generate_pin(length).context("cannot generate a PIN")?;
+        if check_pin(&pin, mailbox, &options.pin).is_empty() {
+            return Ok(pin);
+        }
+    }
+    bail!("cannot generate a PIN for mailbox {mailbox} that passes the PIN checks")
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use clap::Parser;
+
+    use super::*;
+
+    #[test]
+    fn from_is_kind_colon_path() {
+        assert_eq!(
+            parse_source("pjsip:/etc/asterisk/pjsip.conf"),
+            Ok(Source {
+                kind: Kind::Pjsip,
+                path: PathBuf::from("/etc/asterisk/pjsip.conf")
+            })
+        );
+        assert_eq!(
+            parse_source("FreeSWITCH:dir:with:colons").map(|s| (s.kind, s.path)),
+            Ok((Kind::FreeSwitch, PathBuf::from("dir:with:colons")))
+        );
+        for (text, kind) in [
+            ("sip:a", Kind::Sip),
+            ("voicemail:a", Kind::Voicemail),
+            ("csv:a", Kind::Csv),
+            ("json:a", Kind::Json),
+        ] {
+            assert_eq!(parse_source(text).map(|s| s.kind), Ok(kind));
+        }
+        assert!(parse_source("pjsip.conf").is_err());
+        assert!(parse_source("iax:iax.conf").is_err());
+        assert!(parse_source("sip:").is_err());
+    }
+
+    #[test]
+    fn usage_errors_are_clap_errors() {
+        let parse = |args: &[&str]| crate::Cli::try_parse_from(args).map(|_| ());
+        assert!(parse(&["tollgate", "audit", "--from", "sip:a", "--from", "csv:b"]).is_ok());
+        assert!(parse(&["tollgate", "audit", "--config", "p.toml"]).is_ok());
+        // Neither a source nor a policy; a bad kind; a bad severity; --fix with --json.
+        for bad in [
+            &["tollgate", "audit"][..],
+            &["tollgate", "audit", "--from", "iax:a"],
+            &[
+                "tollgate",
+                "audit",
+                "--from",
+                "sip:a",
+                "--fail-on",
+                "severe",
+            ],
+            &["tollgate", "audit", "--from", "sip:a", "--json", "--fix"],
+        ] {
+            let error = parse(bad).unwrap_err();
+            assert_eq!(error.exit_code(), 2, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn fixed_pins_pass_the_checks_for_their_mailbox() {
+        let options = AuditOptions::default();
+        for mailbox in ["123456", "1001", "654321"] {
+            let pin = fix_pin(mailbox, &options).unwrap();
+            assert!(check_pin(&pin, mailbox, &options.pin).is_empty());
+        }
+    }
+}
