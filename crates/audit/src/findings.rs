@@ -185,6 +185,29 @@ fn mailbox_subject(mailbox: &Mailbox) -> String {
     }
 }
 
+/// `f` over `items` on every available core, results in order.
+fn parallel_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .min(items.len().max(1));
+    if threads <= 1 {
+        return items.iter().map(&f).collect();
+    }
+    let chunk = items.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = items
+            .chunks(chunk)
+            .map(|part| scope.spawn(|| part.iter().map(&f).collect::<Vec<R>>()))
+            .collect();
+        handles
+            .into_iter()
+            // A worker that panicked re-raises here: dropping its part would misalign results.
+            .flat_map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+            .collect()
+    })
+}
+
 /// Every finding about an imported inventory, sorted (see [`sort_findings`]).
 pub fn audit_inventory(inv: &Inventory, options: &AuditOptions) -> Vec<Finding> {
     // The key only keeps the digests below from being comparable with anything outside
@@ -194,16 +217,23 @@ pub fn audit_inventory(inv: &Inventory, options: &AuditOptions) -> Vec<Finding> 
     let mut findings = Vec::new();
     let mut by_digest: HashMap<[u8; 32], Vec<&ImportedExtension>> = HashMap::new();
 
-    for ext in &inv.extensions {
+    // zxcvbn takes about a millisecond per password: score them on every core first.
+    let password_weaknesses = parallel_map(&inv.extensions, |ext| match &ext.secret {
+        Some(Credential::Plain(secret)) => {
+            let mut context: Vec<&str> = vec![ext.id.as_str()];
+            // A username equal to the id would report the same weakness twice.
+            if let Some(username) = ext.username.as_deref().filter(|u| *u != ext.id) {
+                context.push(username);
+            }
+            check_password(secret.expose(), &context, &options.password)
+        }
+        _ => Vec::new(),
+    });
+    for (ext, weaknesses) in inv.extensions.iter().zip(password_weaknesses) {
         let subject = extension_subject(ext);
         match &ext.secret {
             Some(Credential::Plain(secret)) => {
-                let mut context: Vec<&str> = vec![ext.id.as_str()];
-                // A username equal to the id would report the same weakness twice.
-                if let Some(username) = ext.username.as_deref().filter(|u| *u != ext.id) {
-                    context.push(username);
-                }
-                for weakness in check_password(secret.expose(), &context, &options.password) {
+                for weakness in weaknesses {
                     let severity = match weakness.code {
                         WeaknessCode::CommonPassword | WeaknessCode::ContainsContext => {
                             Severity::Critical

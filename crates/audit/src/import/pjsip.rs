@@ -6,6 +6,7 @@
 //! of every `type=identify` section that names it (those are let in without a password, so
 //! the audit must see them).
 
+use std::collections::HashMap;
 use std::path::Path;
 
 use super::asterisk::{self, Resolved};
@@ -25,7 +26,18 @@ pub fn import_pjsip(path: impl AsRef<Path>) -> Inventory {
                 .is_some_and(|value| value.eq_ignore_ascii_case(kind))
         })
     };
-    let find = |kind: &'static str, name: &str| of_type(kind).find(|s| s.name == name);
+    // (type, name) -> the first section of that type and name: looked up once per link
+    // of every endpoint, so a map, not a scan.
+    let mut by_type_and_name: HashMap<(String, &str), &asterisk::Resolved> = HashMap::new();
+    for section in &resolved {
+        if let Some(kind) = section.value("type") {
+            by_type_and_name
+                .entry((kind.to_ascii_lowercase(), section.name.as_str()))
+                .or_insert(section);
+        }
+    }
+    let find =
+        |kind: &'static str, name: &str| by_type_and_name.get(&(kind.to_string(), name)).copied();
 
     for section in &resolved {
         if section.value("type").is_none() {
