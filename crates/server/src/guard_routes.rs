@@ -19,7 +19,7 @@ use tollgate_core::guard_event::{AuthEvent, AuthOutcome};
 use crate::app::App;
 use crate::error::ApiError;
 use crate::json::ApiJson;
-use crate::routes::Auth;
+use crate::routes::{durable, Auth};
 
 /// Most events or counts in one batch.
 const MAX_BATCH: usize = 10_000;
@@ -83,14 +83,8 @@ impl RegistrationBody {
 /// Runs events through the guard; returns the verdicts once their bans are durable.
 async fn judge(app: &App, events: Vec<AuthEvent>) -> Result<Vec<RegistrationVerdict>, ApiError> {
     let (verdicts, rx) = app.judge(&events);
-    match rx.await {
-        Ok(Ok(())) => Ok(verdicts),
-        Ok(Err(e)) => Err(ApiError::internal("store write failed", e)),
-        Err(_) => Err(ApiError::internal(
-            "store write failed",
-            tollgate_store::StoreError::Closed,
-        )),
-    }
+    durable(app, rx).await?;
+    Ok(verdicts)
 }
 
 fn require_guard(app: &App) -> Result<(), ApiError> {
@@ -199,9 +193,7 @@ pub async fn requests(
             .collect();
         (bans, app.carry_out(&actions, now))
     };
-    rx.await
-        .map_err(|_| ApiError::internal("store write failed", tollgate_store::StoreError::Closed))?
-        .map_err(|e| ApiError::internal("store write failed", e))?;
+    durable(&app, rx).await?;
     Ok(Json(json!({ "bans": bans })))
 }
 
@@ -300,9 +292,7 @@ pub async fn add_ban(
         let actions = [tollgate_core::guard::GuardAction::Ban(ban.clone())];
         (ban, app.carry_out(&actions, now))
     };
-    rx.await
-        .map_err(|_| ApiError::internal("store write failed", tollgate_store::StoreError::Closed))?
-        .map_err(|e| ApiError::internal("store write failed", e))?;
+    durable(&app, rx).await?;
     Ok((StatusCode::CREATED, Json(json!({ "ban": ban }))))
 }
 
@@ -335,8 +325,6 @@ pub async fn delete_ban(
         }];
         app.carry_out(&actions, now)
     };
-    rx.await
-        .map_err(|_| ApiError::internal("store write failed", tollgate_store::StoreError::Closed))?
-        .map_err(|e| ApiError::internal("store write failed", e))?;
+    durable(&app, rx).await?;
     Ok(StatusCode::NO_CONTENT)
 }

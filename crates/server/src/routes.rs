@@ -157,7 +157,8 @@ fn instant(at: Option<DateTime<Utc>>) -> Result<DateTime<Utc>, ApiError> {
     }
 }
 
-async fn durable(
+/// Waits until a committed change is durable; a failed write is a logged 500.
+pub(crate) async fn durable(
     app: &App,
     rx: tokio::sync::oneshot::Receiver<Result<(), StoreError>>,
 ) -> Result<(), ApiError> {
