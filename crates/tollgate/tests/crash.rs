@@ -18,25 +18,9 @@ use serde_json::{json, Value};
 const EXTENSIONS: usize = 10;
 
 fn policy() -> String {
-    let mut text = String::from(
+    let mut text = String::from(concat!(
+        test_header!(),
         r#"
-[[tokens]]
-name = "pbx"
-scopes = ["calls"]
-file = "pbx.token"
-[[tokens]]
-name = "admin"
-scopes = ["admin"]
-file = "admin.token"
-[[tokens]]
-name = "reader"
-scopes = ["read"]
-file = "reader.token"
-
-# Tests never touch the host's firewall.
-[firewall]
-backend = "dry-run"
-
 [credit]
 answer_timeout = "1s"
 expiry_grace = "1s"
@@ -52,7 +36,7 @@ plan = "std"
 limits = { daily = "20.00", monthly = "200.00" }
 extension_defaults = { limits = { daily = "3.00", monthly = "30.00" }, max_call_duration = "3s" }
 "#,
-    );
+    ));
     for i in 0..EXTENSIONS {
         text += &format!(
             "[extensions.{}]\naccount = \"acme\"\nallowed_cidrs = [\"127.0.0.0/8\"]\n",

@@ -11,9 +11,12 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-/// A policy for API tests: one reseller, one account, extensions with small limits, no
-/// business-hours schedule (so tests do not depend on the time of day).
-pub const TEST_POLICY: &str = r#"
+/// The tokens (files in the test folder) and the dry-run firewall every test policy
+/// starts with: tests never touch the host's firewall.
+#[macro_export]
+macro_rules! test_header {
+    () => {
+        r#"
 [[tokens]]
 name = "pbx"
 scopes = ["calls"]
@@ -30,7 +33,15 @@ file = "reader.token"
 # Tests never touch the host's firewall.
 [firewall]
 backend = "dry-run"
+"#
+    };
+}
 
+/// A policy for API tests: one reseller, one account, extensions with small limits, no
+/// business-hours schedule (so tests do not depend on the time of day).
+pub const TEST_POLICY: &str = concat!(
+    test_header!(),
+    r#"
 [credit]
 answer_timeout = "30s"
 expiry_grace = "5s"
@@ -70,7 +81,8 @@ allowed_cidrs = ["127.0.0.0/8"]
 [extensions.2001]
 account = "acme"
 allowed_cidrs = ["10.0.0.0/8"]
-"#;
+"#
+);
 
 pub struct Server {
     pub child: Child,
