@@ -9,6 +9,7 @@
 //! The embedded default policy ([`DEFAULT_POLICY`]) is the documented example in
 //! `examples/tollgate.toml`.
 
+pub mod monitor;
 pub mod rates_csv;
 pub mod raw;
 pub mod validate;

@@ -33,6 +33,93 @@ pub struct RawPolicy {
     pub guard: RawGuard,
     #[serde(default)]
     pub firewall: RawFirewall,
+    #[serde(default)]
+    pub monitor: RawMonitor,
+}
+
+/// Call-pattern monitoring: threshold rules and learned baselines, by name.
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMonitor {
+    /// An answered call shorter than this counts as short (default 10s).
+    pub short_call: Option<RawDuration>,
+    #[serde(default)]
+    pub rules: BTreeMap<String, RawMonitorRule>,
+    #[serde(default)]
+    pub baselines: BTreeMap<String, RawBaseline>,
+}
+
+/// Which calls a monitoring rule counts (any of; all calls when empty).
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawProfile {
+    #[serde(default)]
+    pub classes: Vec<String>,
+    #[serde(default)]
+    pub countries: Vec<String>,
+    #[serde(default)]
+    pub prefixes: Vec<String>,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLevels {
+    pub warning: Option<RawAmount>,
+    pub critical: Option<RawAmount>,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMonitorRule {
+    pub metric: String,
+    pub scope: Option<String>,
+    pub window: Option<RawDuration>,
+    pub destinations: Option<RawProfile>,
+    /// Counts as integers; `spend` as money ("5.00"); `minutes` in minutes;
+    /// `short_call_ratio` in percent.
+    pub warning: Option<RawAmount>,
+    pub critical: Option<RawAmount>,
+    /// Stricter levels while the schedule is closed.
+    pub off_hours: Option<RawLevels>,
+    pub schedule: Option<String>,
+    pub min_calls: Option<u64>,
+    pub on_warning: Option<Vec<String>>,
+    pub on_critical: Option<Vec<String>>,
+    pub action_for: Option<RawDuration>,
+}
+
+/// A plain number that may be written as an integer or a decimal (not money).
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum RawNumber {
+    Integer(i64),
+    Float(f64),
+}
+
+impl RawNumber {
+    pub fn value(self) -> f64 {
+        match self {
+            RawNumber::Integer(i) => i as f64,
+            RawNumber::Float(f) => f,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBaseline {
+    pub metric: String,
+    pub scope: Option<String>,
+    pub destinations: Option<RawProfile>,
+    pub factor: Option<RawNumber>,
+    pub deviations: Option<RawNumber>,
+    pub floor: Option<RawAmount>,
+    pub critical_factor: Option<RawNumber>,
+    pub learning_rate: Option<RawNumber>,
+    pub warmup: Option<RawDuration>,
+    pub on_warning: Option<Vec<String>>,
+    pub on_critical: Option<Vec<String>>,
+    pub action_for: Option<RawDuration>,
 }
 
 /// The intrusion guard: jails, scanners, enumeration, flood detection, log sources.

@@ -1416,6 +1416,12 @@ pub fn build(raw: &RawPolicy, base_dir: &Path) -> (Policy, Settings, Vec<Problem
             Err(p) => problems.extend(p),
         }
     }
+    policy.monitor = crate::monitor::monitor_from_raw(
+        &raw.monitor,
+        &policy.schedules,
+        &mut problems,
+        &mut warnings,
+    );
     let guard = guard_from_raw(&raw.guard, base_dir, &mut problems);
     let firewall = firewall_from_raw(&raw.firewall, &mut problems);
     (

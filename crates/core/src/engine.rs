@@ -17,6 +17,7 @@ use crate::ledger::{
     SettleReason, Settlement, Subject, SubjectKind,
 };
 use crate::money::{Currency, Money};
+use crate::monitor::{AttemptObservation, DirectoryChange, Monitor, MonitorSubject};
 use crate::number::{classify, Destination, DestinationClass, NumberError};
 use crate::policy::{
     Account, DestinationRules, Extension, Limit, Limits, Policy, DEFAULT_ALLOWED_CLASSES,
@@ -50,6 +51,8 @@ pub enum DenyCode {
     MaxCallDurationReached,
     /// `extend` only: the call's grant (plus grace) has run out.
     CallExpired,
+    /// A monitoring rule's `deny_profile` action refuses this kind of call for a while.
+    BlockedByMonitor,
 }
 
 impl DenyCode {
@@ -66,6 +69,7 @@ impl DenyCode {
             DenyCode::InsufficientCredit => "insufficient_credit",
             DenyCode::MaxCallDurationReached => "max_call_duration_reached",
             DenyCode::CallExpired => "call_expired",
+            DenyCode::BlockedByMonitor => "blocked_by_monitor",
         }
     }
 }
@@ -166,6 +170,9 @@ pub struct ExtendOutcome {
 pub struct Engine {
     pub policy: Policy,
     pub ledger: Ledger,
+    /// Call-pattern monitoring; its suspensions and profile blocks are checked by
+    /// `authorize`, and every decision, answer and end is observed by it.
+    pub monitor: Monitor,
 }
 
 fn check_call_id(call_id: &str) -> Result<(), RequestError> {
@@ -313,10 +320,80 @@ fn level_rules_verdict(
 
 impl Engine {
     pub fn new(policy: Policy) -> Engine {
+        Engine::with_ledger(policy, Ledger::new())
+    }
+
+    /// An engine over a restored ledger; the monitor starts empty.
+    pub fn with_ledger(policy: Policy, ledger: Ledger) -> Engine {
+        let monitor = Monitor::new(policy.monitor.clone(), &policy.schedules);
         Engine {
             policy,
-            ledger: Ledger::new(),
+            ledger,
+            monitor,
         }
+    }
+
+    /// Lets the monitor close alerts, lift timed suspensions and forget idle state.
+    pub fn tick(&mut self, now: DateTime<Utc>) {
+        self.monitor.tick(now);
+    }
+
+    /// Records a directory change (extension created, permissions changed) for the
+    /// inventory metrics.
+    pub fn observe_directory(
+        &mut self,
+        change: DirectoryChange,
+        extension: Option<&str>,
+        account: &str,
+        now: DateTime<Utc>,
+    ) {
+        if self.monitor.settings().is_empty() {
+            return;
+        }
+        let chain: Vec<String> = self
+            .policy
+            .account_chain(account)
+            .iter()
+            .map(|a| a.id.clone())
+            .collect();
+        self.monitor
+            .observe_directory(change, extension, &chain, now);
+    }
+
+    fn observe_attempt(
+        &mut self,
+        request: &AuthorizeRequest<'_>,
+        account_chain: &[String],
+        destination: &Destination,
+        allowed: bool,
+        now: DateTime<Utc>,
+    ) {
+        if self.monitor.settings().is_empty() {
+            return;
+        }
+        let off_hours = self
+            .policy
+            .extensions
+            .get(request.extension)
+            .and_then(|ext| {
+                let chain = self.policy.account_chain(&ext.account);
+                self.policy
+                    .schedule_for(ext, &chain)
+                    .map(|s| !s.is_open(now))
+            })
+            .unwrap_or(false);
+        self.monitor.observe_attempt(
+            &AttemptObservation {
+                call_id: request.call_id,
+                extension: request.extension,
+                accounts: account_chain,
+                source_ip: request.source_ip.to_canonical(),
+                destination,
+                allowed,
+                off_hours,
+            },
+            now,
+        );
     }
 
     /// The time zone a level counts its days and months in.
@@ -388,6 +465,13 @@ impl Engine {
         };
         let evaluation = self.evaluate(request, now, &mut verdicts)?;
         if let Some(deny) = verdicts.first_deny {
+            self.observe_attempt(
+                request,
+                &evaluation.account_chain,
+                &evaluation.destination,
+                false,
+                now,
+            );
             return Ok((Decision::Deny(deny), None));
         }
         let granted = evaluation.granted_s;
@@ -420,6 +504,13 @@ impl Engine {
         let event = self
             .ledger
             .open(call, now, |s| Engine::time_zone_of(policy, s))?;
+        self.observe_attempt(
+            request,
+            &evaluation.account_chain,
+            &evaluation.destination,
+            true,
+            now,
+        );
         Ok((
             Decision::Allow(Grant {
                 max_duration_s: granted,
@@ -557,6 +648,58 @@ impl Engine {
                     message: format!("account {} is suspended", acc.id),
                 });
                 if stop {
+                    return Ok(evaluation);
+                }
+            }
+        }
+        // Suspensions and profile denies decided by monitoring rules.
+        if self.monitor.is_active() {
+            let mut monitor_denies: Vec<Deny> = Vec::new();
+            let ext_subject = MonitorSubject::Extension(ext.id.clone());
+            if let Some(s) = self.monitor.suspension(&ext_subject, now) {
+                monitor_denies.push(Deny {
+                    code: DenyCode::ExtensionSuspended,
+                    rule: s.rule.clone(),
+                    message: format!("{ext_name} is suspended by {}: {}", s.rule, s.reason),
+                });
+            }
+            for acc in &chain {
+                let subject = MonitorSubject::Account(acc.id.clone());
+                if let Some(s) = self.monitor.suspension(&subject, now) {
+                    monitor_denies.push(Deny {
+                        code: DenyCode::AccountSuspended,
+                        rule: s.rule.clone(),
+                        message: format!(
+                            "account {} is suspended by {}: {}",
+                            acc.id, s.rule, s.reason
+                        ),
+                    });
+                }
+            }
+            if let Some(block) = self.monitor.blocked(
+                &ext.id,
+                &evaluation.account_chain,
+                &evaluation.destination,
+                now,
+            ) {
+                monitor_denies.push(Deny {
+                    code: DenyCode::BlockedByMonitor,
+                    rule: block.rule.clone(),
+                    message: format!(
+                        "{} calls are refused for {} {} (alert {})",
+                        block.profile,
+                        block.subject,
+                        match block.until {
+                            Some(until) =>
+                                format!("until {}", until.format("%Y-%m-%d %H:%M:%S UTC")),
+                            None => "while the alert is open".to_string(),
+                        },
+                        block.alert_id
+                    ),
+                });
+            }
+            for deny in monitor_denies {
+                if verdicts.deny(deny) {
                     return Ok(evaluation);
                 }
             }
@@ -829,6 +972,7 @@ impl Engine {
         let LedgerEvent::Updated(call) = &event else {
             return Err(LedgerError::UnknownCall(call_id.to_string()).into());
         };
+        self.monitor.observe_answer(call_id, at);
         Ok((call.clone(), event))
     }
 
@@ -883,6 +1027,21 @@ impl Engine {
                 rule: format!("account {} suspended", acc.id),
                 message: format!("account {} is suspended", acc.id),
             });
+        }
+        if self.monitor.is_active() {
+            let suspended = std::iter::once(MonitorSubject::Extension(call.extension.clone()))
+                .chain(chain.iter().map(|a| MonitorSubject::Account(a.id.clone())))
+                .find_map(|subject| self.monitor.suspension(&subject, at).cloned());
+            if let Some(s) = suspended {
+                return refuse(Deny {
+                    code: match s.subject {
+                        MonitorSubject::Account(_) => DenyCode::AccountSuspended,
+                        _ => DenyCode::ExtensionSuspended,
+                    },
+                    rule: s.rule.clone(),
+                    message: format!("{} is suspended by {}: {}", s.subject, s.rule, s.reason),
+                });
+            }
         }
         let target = seconds
             .map(|s| call.granted_s.saturating_add(s))
@@ -1065,6 +1224,13 @@ impl Engine {
         let LedgerEvent::Settled(settlement) = &event else {
             return Err(LedgerError::UnknownCall(call_id.to_string()).into());
         };
+        self.monitor.observe_end(
+            call_id,
+            settlement.duration_s,
+            settlement.billed_s,
+            settlement.charged,
+            at,
+        );
         Ok((settlement.clone(), event))
     }
 
@@ -1078,6 +1244,15 @@ impl Engine {
                 .ledger
                 .settle(&call_id, SettleReason::Expired, now, granted)
             {
+                if let LedgerEvent::Settled(settlement) = &event {
+                    self.monitor.observe_end(
+                        &call_id,
+                        settlement.duration_s,
+                        settlement.billed_s,
+                        settlement.charged,
+                        now,
+                    );
+                }
                 events.push(event);
             }
         }

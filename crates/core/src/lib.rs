@@ -15,6 +15,7 @@ pub mod guard;
 pub mod guard_event;
 pub mod ledger;
 pub mod money;
+pub mod monitor;
 pub mod number;
 pub mod policy;
 pub mod rating;

@@ -181,6 +181,8 @@ pub struct Policy {
     /// Dialed strings that are emergency calls: always allowed, never charged.
     pub emergency_numbers: Vec<String>,
     pub credit: CreditSettings,
+    /// Call-pattern monitoring rules (`[monitor]`).
+    pub monitor: crate::monitor::MonitorSettings,
 }
 
 /// A directory change that would break the policy's invariants.
@@ -226,6 +228,7 @@ impl Policy {
             high_risk: HighRiskList::builtin(),
             emergency_numbers: vec!["112".into(), "911".into()],
             credit: CreditSettings::default(),
+            monitor: crate::monitor::MonitorSettings::default(),
         }
     }
 

@@ -37,6 +37,20 @@ pub struct OpenState {
 const WEEKDAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
 
 impl Schedule {
+    /// Whether the office is open at `at`, without building the explanation of
+    /// [`Schedule::open_at`] (the call-pattern monitor asks this on every attempt).
+    pub fn is_open(&self, at: DateTime<Utc>) -> bool {
+        let local = at.with_timezone(&self.time_zone);
+        if self.holidays.binary_search(&local.date_naive()).is_ok() {
+            return false;
+        }
+        let day = local.weekday().num_days_from_monday() as usize;
+        let minute = (local.hour() * 60 + local.minute()) as u16;
+        self.weekly[day]
+            .iter()
+            .any(|s| s.start_minute <= minute && minute < s.end_minute)
+    }
+
     /// Whether the office is open at `at`.
     pub fn open_at(&self, at: DateTime<Utc>) -> OpenState {
         let local = at.with_timezone(&self.time_zone);
