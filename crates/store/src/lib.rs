@@ -29,6 +29,7 @@ use std::sync::Arc;
 use chrono::{DateTime, NaiveDate, Utc};
 use tollgate_core::guard::Ban;
 use tollgate_core::ledger::{ActiveCall, LedgerEvent, SpendPeriod, SpendRow, Subject};
+use tollgate_core::monitor::{Alert, MonitorSubject, Suspension};
 use tollgate_core::policy::Origin;
 use tollgate_core::Money;
 
@@ -76,6 +77,23 @@ pub trait Store: Send {
 
     /// One subject's spend in one period (zero if none).
     fn spend(&self, subject: &Subject, period: SpendPeriod) -> Result<Money, StoreError>;
+
+    /// Alerts, newest first.
+    fn alerts(&self, query: &AlertQuery) -> Result<Vec<Alert>, StoreError>;
+
+    fn alert(&self, id: u64) -> Result<Option<Alert>, StoreError>;
+
+    /// One above the highest alert id ever stored (1 when there is none).
+    fn next_alert_id(&self) -> Result<u64, StoreError>;
+
+    /// Monitor suspensions not lifted.
+    fn active_suspensions(&self) -> Result<Vec<Suspension>, StoreError>;
+
+    /// The last successful registration of every extension seen.
+    fn registrations(&self) -> Result<Vec<RegistrationSeen>, StoreError>;
+
+    /// The end of the last settled call of every extension that has one.
+    fn last_calls(&self) -> Result<Vec<(String, DateTime<Utc>)>, StoreError>;
 }
 
 /// One change for [`Store::apply`].
@@ -116,6 +134,39 @@ pub enum Change {
         id: String,
         suspended: bool,
     },
+    /// Writes an alert (incident) as it now is, inserting it or replacing the stored copy.
+    UpsertAlert(Alert),
+    /// Records a suspension decided by a monitoring rule (replacing the active one of the
+    /// same subject, kept in history as lifted).
+    Suspend(Suspension),
+    /// Marks the active monitor suspension of `subject` lifted.
+    LiftSuspension {
+        subject: MonitorSubject,
+        at: DateTime<Utc>,
+        by: String,
+    },
+    /// Records a successful registration: the latest address and User-Agent per extension
+    /// (for the audit's unused-extension and firmware checks).
+    SeenRegistration(RegistrationSeen),
+}
+
+/// The last successful registration of an extension.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct RegistrationSeen {
+    pub extension: String,
+    pub at: DateTime<Utc>,
+    pub ip: Option<std::net::IpAddr>,
+    pub user_agent: Option<String>,
+}
+
+/// Which alerts to list.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AlertQuery {
+    /// Only open alerts.
+    pub open_only: bool,
+    /// Only alerts with an id below this (paging, newest first).
+    pub before_id: Option<u64>,
+    pub limit: usize,
 }
 
 impl From<LedgerEvent> for Change {
@@ -265,6 +316,9 @@ macro_rules! store_test_suite {
             reopened_call_id_is_open_again,
             bans_record_lift_and_history,
             cursors_round_trip,
+            alerts_upsert_list_and_page,
+            suspensions_record_and_lift,
+            registrations_and_last_calls,
         );
     };
     (@tests $make:expr; $($name:ident),* $(,)?) => {

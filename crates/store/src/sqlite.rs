@@ -28,7 +28,29 @@ use tollgate_core::ledger::{
 use tollgate_core::Money;
 
 use crate::codec;
-use crate::{Change, EntityKind, SettledCall, Store, StoreError, StoredBan, StoredEntity};
+use crate::{
+    AlertQuery, Change, EntityKind, RegistrationSeen, SettledCall, Store, StoreError, StoredBan,
+    StoredEntity,
+};
+use tollgate_core::monitor::{Alert, MonitorSubject, Suspension};
+
+fn subject_text(subject: &MonitorSubject) -> String {
+    match subject {
+        MonitorSubject::Global => "global".to_string(),
+        other => format!("{} {}", other.kind(), other.id()),
+    }
+}
+
+fn decode_json<T: serde::de::DeserializeOwned>(
+    what: &str,
+    id: i64,
+    body: &str,
+) -> Result<T, StoreError> {
+    serde_json::from_str(body).map_err(|e| StoreError::Corrupt {
+        what: format!("{what} {id}"),
+        detail: e.to_string(),
+    })
+}
 use chrono::{DateTime, Utc};
 use tollgate_core::guard::Ban;
 
@@ -122,6 +144,37 @@ pub const MIGRATIONS: &[&str] = &[
     DROP INDEX calls_by_extension;
     DROP INDEX calls_open;
     CREATE INDEX calls_by_state ON calls (state, extension, ended_at);
+    "#,
+    // 4: call-pattern monitoring (alerts as incidents, rule-decided suspensions with their
+    // history) and the last registration of each extension (for the audit).
+    r#"
+    CREATE TABLE alerts (
+        id           INTEGER PRIMARY KEY,
+        rule         TEXT NOT NULL,
+        subject      TEXT NOT NULL,
+        severity     TEXT NOT NULL CHECK (severity IN ('warning', 'critical')),
+        open         INTEGER NOT NULL CHECK (open IN (0, 1)),
+        opened_at    TEXT NOT NULL,
+        updated_at   TEXT NOT NULL,
+        body         TEXT NOT NULL CHECK (json_valid(body))
+    ) STRICT;
+    CREATE INDEX alerts_open ON alerts (id) WHERE open = 1;
+
+    CREATE TABLE suspensions (
+        id        INTEGER PRIMARY KEY,
+        subject   TEXT NOT NULL,
+        body      TEXT NOT NULL CHECK (json_valid(body)),
+        lifted_at TEXT,
+        lifted_by TEXT
+    ) STRICT;
+    CREATE INDEX suspensions_active ON suspensions (subject) WHERE lifted_at IS NULL;
+
+    CREATE TABLE registrations (
+        extension  TEXT NOT NULL PRIMARY KEY,
+        at         TEXT NOT NULL,
+        ip         TEXT,
+        user_agent TEXT
+    ) STRICT, WITHOUT ROWID;
     "#,
 ];
 
@@ -446,6 +499,60 @@ fn apply_change(
             )?
             .execute(params![key, value])?;
         }
+        Change::UpsertAlert(alert) => {
+            let body = serde_json::to_string(alert).map_err(|e| StoreError::Invalid {
+                what: "alert".into(),
+                detail: e.to_string(),
+            })?;
+            conn.prepare_cached(
+                "INSERT INTO alerts (id, rule, subject, severity, open, opened_at, updated_at, body)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                 ON CONFLICT (id) DO UPDATE SET severity = excluded.severity, open = excluded.open,
+                     updated_at = excluded.updated_at, body = excluded.body",
+            )?
+            .execute(params![
+                i64::try_from(alert.id).unwrap_or(i64::MAX),
+                alert.rule,
+                subject_text(&alert.subject),
+                alert.severity.as_str(),
+                alert.open,
+                codec::format_time(alert.opened_at),
+                codec::format_time(alert.updated_at),
+                body,
+            ])?;
+        }
+        Change::Suspend(suspension) => {
+            let subject = subject_text(&suspension.subject);
+            let body = serde_json::to_string(suspension).map_err(|e| StoreError::Invalid {
+                what: "suspension".into(),
+                detail: e.to_string(),
+            })?;
+            conn.prepare_cached(
+                "UPDATE suspensions SET lifted_at = ?2, lifted_by = 'replaced' WHERE subject = ?1 AND lifted_at IS NULL",
+            )?
+            .execute(params![subject, codec::format_time(suspension.since)])?;
+            conn.prepare_cached("INSERT INTO suspensions (subject, body) VALUES (?1, ?2)")?
+                .execute(params![subject, body])?;
+        }
+        Change::LiftSuspension { subject, at, by } => {
+            conn.prepare_cached(
+                "UPDATE suspensions SET lifted_at = ?2, lifted_by = ?3 WHERE subject = ?1 AND lifted_at IS NULL",
+            )?
+            .execute(params![subject_text(subject), codec::format_time(*at), by])?;
+        }
+        Change::SeenRegistration(seen) => {
+            conn.prepare_cached(
+                "INSERT INTO registrations (extension, at, ip, user_agent) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (extension) DO UPDATE SET at = excluded.at, ip = excluded.ip,
+                     user_agent = excluded.user_agent WHERE excluded.at >= registrations.at",
+            )?
+            .execute(params![
+                seen.extension,
+                codec::format_time(seen.at),
+                seen.ip.map(|ip| ip.to_string()),
+                seen.user_agent,
+            ])?;
+        }
         Change::SetSuspended {
             kind,
             id,
@@ -619,6 +726,117 @@ impl Store for SqliteStore {
             });
         }
         Ok(bans)
+    }
+
+    fn alerts(&self, query: &AlertQuery) -> Result<Vec<Alert>, StoreError> {
+        let before = query
+            .before_id
+            .map(|id| i64::try_from(id).unwrap_or(i64::MAX))
+            .unwrap_or(i64::MAX);
+        let limit = i64::try_from(query.limit).unwrap_or(i64::MAX);
+        let sql = if query.open_only {
+            "SELECT id, body FROM alerts WHERE open = 1 AND id < ?1 ORDER BY id DESC LIMIT ?2"
+        } else {
+            "SELECT id, body FROM alerts WHERE id < ?1 ORDER BY id DESC LIMIT ?2"
+        };
+        let mut statement = self.conn.prepare_cached(sql)?;
+        let rows = statement.query_map(params![before, limit], |row| {
+            Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, body) = row?;
+            out.push(decode_json("alert", id, &body)?);
+        }
+        Ok(out)
+    }
+
+    fn alert(&self, id: u64) -> Result<Option<Alert>, StoreError> {
+        let id = i64::try_from(id).unwrap_or(i64::MAX);
+        let body = self
+            .conn
+            .prepare_cached("SELECT body FROM alerts WHERE id = ?1")?
+            .query_row(params![id], |row| row.get::<_, String>(0))
+            .optional()?;
+        body.map(|b| decode_json("alert", id, &b)).transpose()
+    }
+
+    fn next_alert_id(&self) -> Result<u64, StoreError> {
+        let max: Option<i64> = self
+            .conn
+            .prepare_cached("SELECT MAX(id) FROM alerts")?
+            .query_row([], |row| row.get(0))?;
+        Ok(max.map_or(1, |m| m.max(0) as u64 + 1))
+    }
+
+    fn active_suspensions(&self) -> Result<Vec<Suspension>, StoreError> {
+        let mut statement = self.conn.prepare_cached(
+            "SELECT id, body FROM suspensions WHERE lifted_at IS NULL ORDER BY id",
+        )?;
+        let rows = statement.query_map([], |row| {
+            Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, body) = row?;
+            out.push(decode_json("suspension", id, &body)?);
+        }
+        Ok(out)
+    }
+
+    fn registrations(&self) -> Result<Vec<RegistrationSeen>, StoreError> {
+        let mut statement = self.conn.prepare_cached(
+            "SELECT extension, at, ip, user_agent FROM registrations ORDER BY extension",
+        )?;
+        let rows = statement.query_map([], |row| {
+            Ok((
+                row.get::<_, String>(0)?,
+                row.get::<_, String>(1)?,
+                row.get::<_, Option<String>>(2)?,
+                row.get::<_, Option<String>>(3)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (extension, at, ip, user_agent) = row?;
+            let corrupt = |detail: String| StoreError::Corrupt {
+                what: format!("registration of {extension}"),
+                detail,
+            };
+            let at = codec::parse_time(&at).map_err(corrupt)?;
+            let ip = ip
+                .map(|ip| {
+                    ip.parse()
+                        .map_err(|_| corrupt(format!("bad address {ip:?}")))
+                })
+                .transpose()?;
+            out.push(RegistrationSeen {
+                extension,
+                at,
+                ip,
+                user_agent,
+            });
+        }
+        Ok(out)
+    }
+
+    fn last_calls(&self) -> Result<Vec<(String, DateTime<Utc>)>, StoreError> {
+        let mut statement = self.conn.prepare_cached(
+            "SELECT extension, MAX(ended_at) FROM calls WHERE state = 'settled' GROUP BY extension",
+        )?;
+        let rows = statement.query_map([], |row| {
+            Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (extension, at) = row?;
+            let at = codec::parse_time(&at).map_err(|detail| StoreError::Corrupt {
+                what: format!("call end of {extension}"),
+                detail,
+            })?;
+            out.push((extension, at));
+        }
+        Ok(out)
     }
 
     fn cursor(&self, key: &str) -> Result<Option<String>, StoreError> {

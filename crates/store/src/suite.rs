@@ -763,3 +763,164 @@ pub fn cursors_round_trip(mut store: impl Store) {
         Some(r#"{"offset":42}"#)
     );
 }
+
+fn alert(id: u64, open: bool, at: &str) -> tollgate_core::monitor::Alert {
+    use tollgate_core::monitor::{Alert, AlertKind, Metric, MonitorSubject, Severity};
+    Alert {
+        id,
+        rule: "monitor.rules.satellite_burst".into(),
+        kind: AlertKind::Threshold,
+        metric: Metric::Attempts,
+        subject: MonitorSubject::Extension("1001".into()),
+        profile: "satellite".into(),
+        severity: Severity::Warning,
+        open,
+        opened_at: time(at),
+        updated_at: time(at),
+        closed_at: (!open).then(|| time(at)),
+        value: 3,
+        peak: 3,
+        warning_at: Some(3),
+        critical_at: Some(5),
+        window_s: 600,
+        expected: None,
+        summary: "extension 1001: 3 attempts (satellite) in 10m, warning at 3".into(),
+        actions: vec![],
+        acknowledged_at: None,
+        acknowledged_by: None,
+    }
+}
+
+pub fn alerts_upsert_list_and_page(mut store: impl Store) {
+    use crate::AlertQuery;
+    use tollgate_core::monitor::Severity;
+    assert_eq!(store.next_alert_id().unwrap(), 1);
+    store
+        .apply(&[
+            Change::UpsertAlert(alert(1, false, "2026-11-26T10:00:00Z")),
+            Change::UpsertAlert(alert(2, true, "2026-11-26T11:00:00Z")),
+            Change::UpsertAlert(alert(3, true, "2026-11-26T12:00:00Z")),
+        ])
+        .unwrap();
+    let mut escalated = alert(2, true, "2026-11-26T11:00:00Z");
+    escalated.severity = Severity::Critical;
+    escalated.peak = 7;
+    store
+        .apply(&[Change::UpsertAlert(escalated.clone())])
+        .unwrap();
+    assert_eq!(store.next_alert_id().unwrap(), 4);
+    assert_eq!(store.alert(2).unwrap(), Some(escalated));
+    assert_eq!(store.alert(9).unwrap(), None);
+    let all = store
+        .alerts(&AlertQuery {
+            open_only: false,
+            before_id: None,
+            limit: 10,
+        })
+        .unwrap();
+    assert_eq!(all.iter().map(|a| a.id).collect::<Vec<_>>(), vec![3, 2, 1]);
+    let open = store
+        .alerts(&AlertQuery {
+            open_only: true,
+            before_id: None,
+            limit: 10,
+        })
+        .unwrap();
+    assert_eq!(open.iter().map(|a| a.id).collect::<Vec<_>>(), vec![3, 2]);
+    let page = store
+        .alerts(&AlertQuery {
+            open_only: false,
+            before_id: Some(3),
+            limit: 1,
+        })
+        .unwrap();
+    assert_eq!(page.iter().map(|a| a.id).collect::<Vec<_>>(), vec![2]);
+}
+
+pub fn suspensions_record_and_lift(mut store: impl Store) {
+    use tollgate_core::monitor::{MonitorSubject, Suspension};
+    let suspension = |subject: MonitorSubject, at: &str| Suspension {
+        subject,
+        since: time(at),
+        until: None,
+        rule: "monitor.rules.satellite_burst".into(),
+        alert_id: Some(1),
+        reason: "burst".into(),
+    };
+    let ext = MonitorSubject::Extension("1001".into());
+    let acc = MonitorSubject::Account("acme".into());
+    store
+        .apply(&[
+            Change::Suspend(suspension(ext.clone(), "2026-11-26T10:00:00Z")),
+            Change::Suspend(suspension(acc.clone(), "2026-11-26T10:01:00Z")),
+            // A second suspension of the same subject replaces the first.
+            Change::Suspend(suspension(ext.clone(), "2026-11-26T10:02:00Z")),
+        ])
+        .unwrap();
+    let active = store.active_suspensions().unwrap();
+    assert_eq!(active.len(), 2);
+    assert!(active.contains(&suspension(ext.clone(), "2026-11-26T10:02:00Z")));
+    store
+        .apply(&[Change::LiftSuspension {
+            subject: ext,
+            at: time("2026-11-26T11:00:00Z"),
+            by: "admin".into(),
+        }])
+        .unwrap();
+    assert_eq!(
+        store.active_suspensions().unwrap(),
+        vec![suspension(acc, "2026-11-26T10:01:00Z")]
+    );
+}
+
+pub fn registrations_and_last_calls(mut store: impl Store) {
+    use crate::RegistrationSeen;
+    let seen = |ext: &str, at: &str, ua: &str| RegistrationSeen {
+        extension: ext.into(),
+        at: time(at),
+        ip: Some("192.0.2.10".parse().unwrap()),
+        user_agent: Some(ua.into()),
+    };
+    store
+        .apply(&[
+            Change::SeenRegistration(seen(
+                "1001",
+                "2026-11-26T10:00:00Z",
+                "Yealink SIP-T46S 66.86.0.15",
+            )),
+            Change::SeenRegistration(seen("1002", "2026-11-26T10:00:00Z", "snom760/10.1.54.13")),
+            Change::SeenRegistration(seen(
+                "1001",
+                "2026-11-26T11:00:00Z",
+                "Yealink SIP-T46S 66.86.0.160",
+            )),
+            // Older than what is stored: ignored.
+            Change::SeenRegistration(seen("1002", "2026-11-25T10:00:00Z", "old")),
+        ])
+        .unwrap();
+    assert_eq!(
+        store.registrations().unwrap(),
+        vec![
+            seen(
+                "1001",
+                "2026-11-26T11:00:00Z",
+                "Yealink SIP-T46S 66.86.0.160"
+            ),
+            seen("1002", "2026-11-26T10:00:00Z", "snom760/10.1.54.13"),
+        ]
+    );
+    let on = day(2026, 11, 26);
+    let first = call("c1", "1001", on);
+    let second = call("c2", "1001", on);
+    store
+        .apply(&[
+            opened(&first),
+            opened(&second),
+            settled(&settle(first, SettleReason::Ended, 60)),
+            settled(&settle(second, SettleReason::Ended, 120)),
+        ])
+        .unwrap();
+    let last = store.last_calls().unwrap();
+    assert_eq!(last.len(), 1);
+    assert_eq!(last[0].0, "1001");
+}

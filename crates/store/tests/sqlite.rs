@@ -86,6 +86,27 @@ impl Store for TestStore {
     fn spend(&self, subject: &Subject, period: SpendPeriod) -> Result<Money, StoreError> {
         self.inner.spend(subject, period)
     }
+    fn alerts(
+        &self,
+        query: &tollgate_store::AlertQuery,
+    ) -> Result<Vec<tollgate_core::monitor::Alert>, StoreError> {
+        self.inner.alerts(query)
+    }
+    fn alert(&self, id: u64) -> Result<Option<tollgate_core::monitor::Alert>, StoreError> {
+        self.inner.alert(id)
+    }
+    fn next_alert_id(&self) -> Result<u64, StoreError> {
+        self.inner.next_alert_id()
+    }
+    fn active_suspensions(&self) -> Result<Vec<tollgate_core::monitor::Suspension>, StoreError> {
+        self.inner.active_suspensions()
+    }
+    fn registrations(&self) -> Result<Vec<tollgate_store::RegistrationSeen>, StoreError> {
+        self.inner.registrations()
+    }
+    fn last_calls(&self) -> Result<Vec<(String, chrono::DateTime<chrono::Utc>)>, StoreError> {
+        self.inner.last_calls()
+    }
 }
 
 mod in_memory {
@@ -252,7 +273,19 @@ fn an_empty_file_is_migrated_to_the_current_schema() {
         .unwrap()
         .collect::<Result<_, _>>()
         .unwrap();
-    assert_eq!(tables, ["bans", "calls", "cursors", "entities", "spend"]);
+    assert_eq!(
+        tables,
+        [
+            "alerts",
+            "bans",
+            "calls",
+            "cursors",
+            "entities",
+            "registrations",
+            "spend",
+            "suspensions"
+        ]
+    );
 }
 
 #[test]

@@ -68,6 +68,43 @@ impl MonitorSubject {
     }
 }
 
+/// As text: "extension 1001", "account acme", "global".
+impl serde::Serialize for MonitorSubject {
+    fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+        match self {
+            MonitorSubject::Global => ser.serialize_str("global"),
+            other => ser.collect_str(&format_args!("{} {}", other.kind(), other.id())),
+        }
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for MonitorSubject {
+    fn deserialize<D: serde::Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(de)?;
+        MonitorSubject::parse(&text).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "{text:?} is not \"extension ID\", \"account ID\" or \"global\""
+            ))
+        })
+    }
+}
+
+impl MonitorSubject {
+    /// Parses "extension 1001", "account acme" or "global".
+    pub fn parse(text: &str) -> Option<MonitorSubject> {
+        let text = text.trim();
+        if text == "global" {
+            return Some(MonitorSubject::Global);
+        }
+        let (kind, id) = text.split_once(' ')?;
+        let id = id.trim();
+        if id.is_empty() || kind == "global" {
+            return None;
+        }
+        MonitorSubject::from_parts(kind, id)
+    }
+}
+
 impl fmt::Display for MonitorSubject {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -77,7 +114,9 @@ impl fmt::Display for MonitorSubject {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Severity {
     Warning,
@@ -101,7 +140,7 @@ impl Severity {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AlertKind {
     Threshold,
@@ -131,14 +170,13 @@ pub enum AlertEvent {
 }
 
 /// An incident: one per rule and subject while it goes on.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Alert {
     pub id: u64,
     /// The policy path of the rule: `monitor.rules.NAME` or `monitor.baselines.NAME`.
     pub rule: String,
     pub kind: AlertKind,
     pub metric: Metric,
-    #[serde(serialize_with = "subject_as_string")]
     pub subject: MonitorSubject,
     /// Which calls the rule counts ("high_risk, +88216" or "all calls").
     pub profile: String,
@@ -164,14 +202,9 @@ pub struct Alert {
     pub acknowledged_by: Option<String>,
 }
 
-fn subject_as_string<S: serde::Serializer>(s: &MonitorSubject, ser: S) -> Result<S::Ok, S::Error> {
-    ser.serialize_str(&s.to_string())
-}
-
 /// A suspension decided by a rule (or restored from the store).
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Suspension {
-    #[serde(serialize_with = "subject_as_string")]
     pub subject: MonitorSubject,
     pub since: DateTime<Utc>,
     /// `None`: until a person lifts it.

@@ -9,7 +9,7 @@ use std::str::FromStr;
 use crate::number::{ClassSet, Destination};
 
 /// What a rule counts over its window.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Metric {
     /// Authorize requests, allowed or denied.
