@@ -52,7 +52,13 @@ pub struct App {
     pub firewall: Option<FirewallWorker>,
     /// Logs opened at start, handed to their threads by `serve`.
     pub open_logs: Mutex<Vec<crate::tail::OpenLog>>,
+    /// The last registration written per extension, so a phone re-registering every
+    /// minute costs a store write only when its address or User-Agent changes, or hourly.
+    registrations_written: Mutex<HashMap<String, tollgate_store::RegistrationSeen>>,
 }
+
+/// A re-registration with the same address and User-Agent is written at most this often.
+const REGISTRATION_WRITE_EVERY_S: i64 = 3600;
 
 /// Accounts must be added parents first; returns them in that order.
 fn parents_first(
@@ -147,11 +153,43 @@ impl App {
             None
         };
         let ledger = Ledger::restore(spend, open_calls, now, |s| Engine::time_zone_of(&policy, s));
-        let mut engine = Engine { policy, ledger };
+        let mut engine = Engine::with_ledger(policy, ledger);
+        // Monitoring: open incidents and rule-decided suspensions survive a restart (the
+        // sliding windows do not: they fill again with new traffic).
+        let open_alerts = store
+            .alerts(&tollgate_store::AlertQuery {
+                open_only: true,
+                before_id: None,
+                limit: usize::MAX,
+            })
+            .map_err(store_error)?;
+        let suspensions = store.active_suspensions().map_err(store_error)?;
+        let next_alert_id = store.next_alert_id().map_err(store_error)?;
+        engine
+            .monitor
+            .restore(open_alerts, suspensions, next_alert_id, now);
         let expired = engine.expire_due(now);
         let journal = Journal::start(store);
         let mut changes = seed;
         changes.extend(expired.iter().cloned().map(Change::Ledger));
+        for effect in engine.monitor.drain_effects() {
+            match effect {
+                tollgate_core::monitor::MonitorEffect::Alert { alert, .. } => {
+                    changes.push(Change::UpsertAlert(alert));
+                }
+                tollgate_core::monitor::MonitorEffect::Suspended(s) => {
+                    changes.push(Change::Suspend(s))
+                }
+                tollgate_core::monitor::MonitorEffect::Lifted(s) => {
+                    changes.push(Change::LiftSuspension {
+                        subject: s.subject,
+                        at: now,
+                        by: "expired".into(),
+                    })
+                }
+                tollgate_core::monitor::MonitorEffect::BanIp { .. } => {}
+            }
+        }
         changes.extend(crate::guard::record(&expired_bans, now));
         journal_apply_blocking(&journal, changes).map_err(StartError::Seed)?;
         tracing::info!(
@@ -180,6 +218,7 @@ impl App {
             guard_enabled: guard_settings.enabled,
             firewall,
             open_logs: Mutex::new(open_logs),
+            registrations_written: Mutex::new(HashMap::new()),
         }))
     }
 
@@ -260,8 +299,53 @@ impl App {
             actions.append(&mut more);
             verdicts.push(verdict);
         }
+        let seen = self.registrations_to_write(events, &verdicts, now);
         let rx = self.carry_out(&actions, now);
+        drop(guard);
+        if !seen.is_empty() {
+            // Not awaited: the audit's last-seen figures may lag a crash by one batch.
+            drop(self.commit(seen));
+        }
         (verdicts, rx)
+    }
+
+    /// Successful, accepted registrations worth writing (new, changed, or an hour old).
+    fn registrations_to_write(
+        &self,
+        events: &[tollgate_core::guard_event::AuthEvent],
+        verdicts: &[tollgate_core::guard::RegistrationVerdict],
+        now: DateTime<Utc>,
+    ) -> Vec<Change> {
+        use tollgate_core::guard_event::AuthOutcome;
+        let mut written = self
+            .registrations_written
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let mut out = Vec::new();
+        for (event, verdict) in events.iter().zip(verdicts) {
+            let (AuthOutcome::Success, true, Some(user)) =
+                (event.outcome, verdict.accepted, event.user.as_deref())
+            else {
+                continue;
+            };
+            let seen = tollgate_store::RegistrationSeen {
+                extension: user.to_string(),
+                at: event.at.unwrap_or(now),
+                ip: Some(event.ip),
+                user_agent: event.user_agent.clone(),
+            };
+            let fresh = written.get(user).is_some_and(|last| {
+                last.ip == seen.ip
+                    && last.user_agent == seen.user_agent
+                    && (seen.at - last.at).num_seconds() < REGISTRATION_WRITE_EVERY_S
+            });
+            if !fresh {
+                // Bounded by the directory: only users the guard accepted, i.e. known extensions.
+                written.insert(user.to_string(), seen.clone());
+                out.push(Change::SeenRegistration(seen));
+            }
+        }
+        out
     }
 
     /// [`App::judge`] from a plain thread (log tailers): waits until the bans are durable.
@@ -339,7 +423,7 @@ impl App {
 
     /// Settles expired calls; returns how many.
     pub async fn expire_now(&self, now: DateTime<Utc>) -> Result<usize, StoreError> {
-        let (rx, count) = {
+        let (rx, count, follow) = {
             let mut engine = self.engine();
             let events = engine.expire_due(now);
             if events.is_empty() {
@@ -350,12 +434,12 @@ impl App {
                 .active_calls
                 .set(engine.ledger.active_call_count() as i64);
             let count = events.len();
-            (
-                self.commit(events.into_iter().map(Change::Ledger).collect()),
-                count,
-            )
+            let mut changes: Vec<Change> = events.into_iter().map(Change::Ledger).collect();
+            let follow = self.monitor_changes(&mut engine, &mut changes);
+            (self.commit(changes), count, follow)
         };
         rx.await.map_err(|_| StoreError::Closed)??;
+        self.follow_up(follow);
         Ok(count)
     }
 }

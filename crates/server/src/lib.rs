@@ -14,6 +14,7 @@ pub mod guard;
 pub mod guard_routes;
 pub mod json;
 pub mod metrics;
+pub mod monitor;
 pub mod routes;
 pub mod tail;
 
@@ -25,6 +26,9 @@ use tokio::net::TcpListener;
 
 pub use app::{App, StartError};
 pub use routes::router;
+
+/// How often monitoring closes alerts whose condition ended and lifts timed suspensions.
+const MONITOR_TICK: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// How often the firewall is made to match the guard's bans.
 const FIREWALL_RESYNC: std::time::Duration = std::time::Duration::from_secs(3600);
@@ -72,11 +76,32 @@ pub async fn serve(
             }
         }
     });
+    let monitor_app = app.clone();
+    let mut monitor_stop = stop_tx.subscribe();
+    let monitor = tokio::spawn(async move {
+        let idle = {
+            let engine = monitor_app.engine();
+            engine.monitor.settings().is_empty()
+                && engine.monitor.suspensions().is_empty()
+                && engine.monitor.open_alerts().is_empty()
+        };
+        if idle {
+            return;
+        }
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(MONITOR_TICK) => {}
+                _ = monitor_stop.changed() => return,
+            }
+            monitor_app.monitor_tick(Utc::now()).await;
+        }
+    });
     let result = axum::serve(listener, router(app.clone()))
         .with_graceful_shutdown(shutdown)
         .await;
     let _ = stop_tx.send(true);
     let _ = expiry.await;
+    let _ = monitor.await;
     stop_tailers.store(true, std::sync::atomic::Ordering::Relaxed);
     let _ = tokio::task::spawn_blocking(move || {
         for tailer in tailers {

@@ -44,6 +44,13 @@ pub struct Metrics {
     pub api_errors: Family<StatusLabels, Counter>,
     pub bans: Family<RuleLabels, Counter>,
     pub auth_events: Family<OutcomeLabels, Counter>,
+    pub alerts: Family<AlertLabels, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AlertLabels {
+    pub event: &'static str,
+    pub severity: &'static str,
 }
 
 impl Metrics {
@@ -72,6 +79,12 @@ impl Metrics {
             "active_calls",
             "Calls holding a reservation",
             active_calls.clone(),
+        );
+        let alerts = Family::<AlertLabels, Counter>::default();
+        registry.register(
+            "alerts",
+            "Monitoring alert events (opened, escalated, closed, acknowledged) by severity",
+            alerts.clone(),
         );
         let authorize_seconds = Histogram::new([
             0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1,
@@ -103,6 +116,7 @@ impl Metrics {
             registry,
             bans,
             auth_events,
+            alerts,
             decisions,
             settlements,
             charged_micros,

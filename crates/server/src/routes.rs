@@ -19,6 +19,7 @@ use tollgate_config::validate::{account_from_raw, extension_from_raw, Problem};
 use tollgate_config::Scope;
 use tollgate_core::engine::{AuthorizeRequest, Decision};
 use tollgate_core::ledger::{ActiveCall, SubjectKind};
+use tollgate_core::monitor::{DirectoryChange, MonitorSubject};
 use tollgate_core::policy::{DirectoryError, Origin};
 use tollgate_core::{Engine, Money};
 use tollgate_store::{Change, EntityKind, StoreError, StoredEntity};
@@ -110,6 +111,14 @@ pub fn router(app: Arc<App>) -> Router {
             post(crate::guard_routes::registrations),
         )
         .route("/v1/events/requests", post(crate::guard_routes::requests))
+        .route("/v1/alerts", get(crate::monitor::list_alerts))
+        .route("/v1/alerts/{id}", get(crate::monitor::get_alert))
+        .route("/v1/alerts/{id}/ack", post(crate::monitor::ack_alert))
+        .route("/v1/suspensions", get(crate::monitor::list_suspensions))
+        .route(
+            "/v1/suspensions/{kind}/{id}/lift",
+            post(crate::monitor::lift_suspension),
+        )
         .route(
             "/v1/bans",
             get(crate::guard_routes::list_bans)
@@ -215,17 +224,22 @@ async fn authorize(
         source_ip,
         number: &body.number,
     };
-    let (decision, rx) = {
+    let (decision, rx, follow) = {
         let mut engine = app.engine();
         let (decision, event) = engine.authorize(&request, now)?;
-        let rx = event.map(|e| app.commit(vec![Change::Ledger(e)]));
+        let mut changes: Vec<Change> = event.map(Change::Ledger).into_iter().collect();
+        let follow = app.monitor_changes(&mut engine, &mut changes);
+        let rx = (!changes.is_empty()).then(|| app.commit(changes));
         app.metrics
             .active_calls
             .set(engine.ledger.active_call_count() as i64);
-        (decision, rx)
+        (decision, rx, follow)
     };
     if let Some(rx) = rx {
         durable(&app, rx).await?;
+    }
+    if !follow.is_empty() {
+        app.follow_up(follow);
     }
     let labels = match &decision {
         Decision::Allow(_) => DecisionLabels {
@@ -314,15 +328,17 @@ async fn answer(
 ) -> Result<Json<CallView>, ApiError> {
     auth.require(Scope::Calls)?;
     let at = instant(body.at)?;
-    let (view, rx) = {
+    let (view, rx, follow) = {
         let mut engine = app.engine();
         let (call, event) = engine.answer(&call_id, at)?;
-        (
-            CallView::from(&call),
-            app.commit(vec![Change::Ledger(event)]),
-        )
+        let mut changes = vec![Change::Ledger(event)];
+        let follow = app.monitor_changes(&mut engine, &mut changes);
+        (CallView::from(&call), app.commit(changes), follow)
     };
     durable(&app, rx).await?;
+    if !follow.is_empty() {
+        app.follow_up(follow);
+    }
     Ok(Json(view))
 }
 
@@ -376,7 +392,7 @@ async fn end(
         ));
     }
     let at = instant(body.at)?;
-    let (settlement, rx) = {
+    let (settlement, rx, follow) = {
         let mut engine = app.engine();
         let (settlement, event) = engine.end(&call_id, body.duration_s, at)?;
         let events = [event];
@@ -385,9 +401,14 @@ async fn end(
             .active_calls
             .set(engine.ledger.active_call_count() as i64);
         let [event] = events;
-        (settlement, app.commit(vec![Change::Ledger(event)]))
+        let mut changes = vec![Change::Ledger(event)];
+        let follow = app.monitor_changes(&mut engine, &mut changes);
+        (settlement, app.commit(changes), follow)
     };
     durable(&app, rx).await?;
+    if !follow.is_empty() {
+        app.follow_up(follow);
+    }
     Ok(Json(json!({
         "call_id": settlement.call.call_id,
         "duration_s": settlement.duration_s,
@@ -630,7 +651,7 @@ async fn put_extension(
     ApiJson(raw): ApiJson<RawExtension>,
 ) -> Result<Response, ApiError> {
     auth.require(Scope::Admin)?;
-    let (created, warnings, rx) = {
+    let (created, warnings, rx, follow) = {
         let mut engine = app.engine();
         let existing = engine.policy.extensions.get(&id);
         if existing.is_some_and(|e| e.origin == Origin::Policy) {
@@ -638,29 +659,48 @@ async fn put_extension(
         }
         let suspended = existing.is_some_and(|e| e.suspended);
         let created = existing.is_none();
+        let before = existing.map(permissions_of);
         let base = vec!["extensions".to_string(), id.clone()];
         let mut warnings = Vec::new();
         let mut extension =
             extension_from_raw(&id, &raw, &engine.policy, Origin::Api, &base, &mut warnings)
                 .map_err(problems_to_error)?;
         extension.suspended = suspended;
+        let account = extension.account.clone();
+        let after = permissions_of(&extension);
         engine
             .policy
             .upsert_extension(extension)
             .map_err(directory_error)?;
+        let now = Utc::now();
+        if created {
+            engine.observe_directory(DirectoryChange::ExtensionCreated, Some(&id), &account, now);
+        } else if before.as_ref() != Some(&after) {
+            engine.observe_directory(
+                DirectoryChange::PermissionsChanged,
+                Some(&id),
+                &account,
+                now,
+            );
+        }
         let body =
             serde_json::to_string(&raw).map_err(|e| ApiError::internal("encode extension", e))?;
-        let rx = app.commit(vec![Change::UpsertEntity(StoredEntity {
+        let mut changes = vec![Change::UpsertEntity(StoredEntity {
             kind: EntityKind::Extension,
             id: id.clone(),
             origin: Origin::Api,
             body,
             suspended,
-        })]);
+        })];
+        let follow = app.monitor_changes(&mut engine, &mut changes);
+        let rx = app.commit(changes);
         let warnings: Vec<String> = warnings.into_iter().map(|w| w.message).collect();
-        (created, warnings, rx)
+        (created, warnings, rx, follow)
     };
     durable(&app, rx).await?;
+    if !follow.is_empty() {
+        app.follow_up(follow);
+    }
     let status = if created {
         StatusCode::CREATED
     } else {
@@ -755,11 +795,26 @@ async fn set_suspended(
             ));
         };
         *flag = suspended;
-        app.commit(vec![Change::SetSuspended {
+        let mut changes = vec![Change::SetSuspended {
             kind,
             id: id.clone(),
             suspended,
-        }])
+        }];
+        // Resuming by hand also ends a suspension decided by a monitoring rule.
+        if !suspended {
+            let subject = match kind {
+                EntityKind::Account => MonitorSubject::Account(id.clone()),
+                EntityKind::Extension => MonitorSubject::Extension(id.clone()),
+            };
+            if engine.monitor.lift(&subject).is_some() {
+                changes.push(Change::LiftSuspension {
+                    subject,
+                    at: Utc::now(),
+                    by: "admin".into(),
+                });
+            }
+        }
+        app.commit(changes)
     };
     durable(app, rx).await?;
     tracing::info!(%kind, %id, suspended, "suspension changed");
@@ -853,4 +908,18 @@ pub fn next_expiry_wait(app: &App) -> std::time::Duration {
         .unwrap_or(Duration::seconds(1))
         .min(Duration::seconds(1));
     wait.to_std().unwrap_or(std::time::Duration::from_secs(1))
+}
+
+/// What counts as a change of an extension's permissions for the monitor.
+fn permissions_of(ext: &tollgate_core::policy::Extension) -> String {
+    format!(
+        "{:?}|{:?}|{:?}|{:?}|{}|{:?}|{}",
+        ext.allowed_cidrs,
+        ext.limits,
+        ext.rules,
+        ext.schedule,
+        ext.max_call_duration_s,
+        ext.max_concurrent_calls,
+        ext.account
+    )
 }

@@ -222,7 +222,7 @@ pub enum MonitorEffect {
         event: AlertEvent,
     },
     Suspended(Suspension),
-    /// A timed suspension ran out, or a person lifted it.
+    /// A timed suspension ran out.
     Lifted(Suspension),
     BanIp {
         ip: IpAddr,
@@ -1245,11 +1245,9 @@ impl Monitor {
         Some(alert)
     }
 
-    /// A person lifted a rule's suspension.
+    /// A person lifted a rule's suspension; the caller records it (no effect is queued).
     pub fn lift(&mut self, subject: &MonitorSubject) -> Option<Suspension> {
-        let lifted = self.suspensions.remove(subject)?;
-        self.outbox.push(MonitorEffect::Lifted(lifted.clone()));
-        Some(lifted)
+        self.suspensions.remove(subject)
     }
 
     /// Restores open alerts, suspensions and the id counter after a restart. Alerts of

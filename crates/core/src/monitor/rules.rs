@@ -241,7 +241,7 @@ pub struct Reaction {
     pub on_warning: Vec<Action>,
     pub on_critical: Vec<Action>,
     /// `None`: a suspension lasts until a person lifts it; a profile deny until the alert
-    /// closes; a ban follows the guard's jail.
+    /// closes; a ban lasts one hour.
     pub action_for_s: Option<u64>,
 }
 
