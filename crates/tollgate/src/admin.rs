@@ -1,5 +1,5 @@
-//! Commands that talk to a running service (`ban list|add|del`) and that print firewall
-//! rulesets (`firewall render`).
+//! Commands that talk to a running service (`ban list|add|del`, `alerts [ack]`,
+//! `suspend list|lift`) and that print firewall rulesets (`firewall render`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -136,6 +136,97 @@ pub fn ban_del(client: &Client, target: &str) -> Result<ExitCode> {
         return Err(api_error(status, &answer));
     }
     println!("lifted the ban of {target}");
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn alerts_list(client: &Client, all: bool, json: bool) -> Result<ExitCode> {
+    let path = if all {
+        "/v1/alerts?state=all"
+    } else {
+        "/v1/alerts"
+    };
+    let (status, body) = client.send("GET", path, None)?;
+    if status != 200 {
+        return Err(api_error(status, &body));
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&body)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let alerts = body["alerts"].as_array().cloned().unwrap_or_default();
+    if alerts.is_empty() {
+        println!("{}", if all { "no alerts" } else { "no open alerts" });
+    }
+    for alert in alerts {
+        let state = if alert["open"] == true {
+            if alert["acknowledged_by"].is_string() {
+                "open, acked"
+            } else {
+                "open"
+            }
+        } else {
+            "closed"
+        };
+        println!(
+            "#{:<5} {:<8} {:<12} {}  {}",
+            alert["id"],
+            alert["severity"].as_str().unwrap_or(""),
+            state,
+            alert["opened_at"].as_str().unwrap_or(""),
+            alert["summary"].as_str().unwrap_or("")
+        );
+        for action in alert["actions"].as_array().into_iter().flatten() {
+            println!("       -> {}", action.as_str().unwrap_or(""));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn alerts_ack(client: &Client, id: u64, by: String) -> Result<ExitCode> {
+    let body = serde_json::json!({ "by": by });
+    let (status, answer) = client.send("POST", &format!("/v1/alerts/{id}/ack"), Some(&body))?;
+    if status != 200 {
+        return Err(api_error(status, &answer));
+    }
+    println!("alert {id} acknowledged by {by}");
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn suspensions_list(client: &Client, json: bool) -> Result<ExitCode> {
+    let (status, body) = client.send("GET", "/v1/suspensions", None)?;
+    if status != 200 {
+        return Err(api_error(status, &body));
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&body)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let list = body["suspensions"].as_array().cloned().unwrap_or_default();
+    if list.is_empty() {
+        println!("no suspensions in force");
+    }
+    for s in list {
+        println!(
+            "{:<24} by {:<5} until {:<28} {}",
+            s["subject"].as_str().unwrap_or(""),
+            s["by"].as_str().unwrap_or(""),
+            s["until"].as_str().unwrap_or("lifted by hand"),
+            s["reason"].as_str().unwrap_or("")
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn suspension_lift(client: &Client, kind: &str, id: &str) -> Result<ExitCode> {
+    if kind != "extension" && kind != "account" {
+        bail!("{kind:?}: expected `extension` or `account`");
+    }
+    let path = format!("/v1/suspensions/{kind}/{id}/lift");
+    let (status, answer) = client.send("POST", &path, None)?;
+    if status != 200 {
+        return Err(api_error(status, &answer));
+    }
+    println!("lifted the suspension of {kind} {id}");
     Ok(ExitCode::SUCCESS)
 }
 

@@ -59,6 +59,35 @@ enum Command {
         #[arg(long, global = true)]
         token_file: Option<PathBuf>,
     },
+    /// Monitoring alerts of the running service: list (open ones by default) or acknowledge.
+    Alerts {
+        #[command(subcommand)]
+        action: Option<AlertsAction>,
+        /// List closed alerts too.
+        #[arg(long)]
+        all: bool,
+        #[arg(long)]
+        json: bool,
+        #[arg(long, short, global = true)]
+        config: Option<PathBuf>,
+        /// The service's URL (default: the policy's listen address, or TOLLGATE_URL).
+        #[arg(long, global = true)]
+        url: Option<String>,
+        /// A file holding an admin token (default: the policy's admin token file, or TOLLGATE_TOKEN).
+        #[arg(long, global = true)]
+        token_file: Option<PathBuf>,
+    },
+    /// Suspensions in the running service (decided by monitoring rules or set by hand).
+    Suspend {
+        #[command(subcommand)]
+        action: SuspendAction,
+        #[arg(long, short, global = true)]
+        config: Option<PathBuf>,
+        #[arg(long, global = true)]
+        url: Option<String>,
+        #[arg(long, global = true)]
+        token_file: Option<PathBuf>,
+    },
     /// Run the guard's jails once over a PBX log: per address, the failures counted and
     /// the bans it would get.
     Logscan {
@@ -170,6 +199,32 @@ enum BanAction {
 }
 
 #[derive(Subcommand)]
+enum AlertsAction {
+    /// Mark an open alert as seen (it stays open while its condition lasts).
+    Ack {
+        id: u64,
+        /// Who acknowledges (default: the login name, else "admin").
+        #[arg(long)]
+        by: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum SuspendAction {
+    /// List the suspensions in force.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Lift every suspension of an extension or account: `lift extension 1001`.
+    Lift {
+        /// extension or account.
+        kind: String,
+        id: String,
+    },
+}
+
+#[derive(Subcommand)]
 enum FirewallAction {
     /// Print a baseline nftables ruleset that opens SIP and RTP only to the policy's
     /// trusted networks ([firewall] trusted); load it with `nft -f FILE`.
@@ -211,6 +266,37 @@ fn main() -> ExitCode {
                     reason,
                 } => admin::ban_add(&client, &target, duration, reason),
                 BanAction::Del { target } => admin::ban_del(&client, &target),
+            }
+        }),
+        Command::Alerts {
+            action,
+            all,
+            json,
+            config,
+            url,
+            token_file,
+        } => load(config.as_ref()).and_then(|loaded| {
+            let client = admin::Client::new(&loaded, url, token_file)?;
+            match action {
+                None => admin::alerts_list(&client, all, json),
+                Some(AlertsAction::Ack { id, by }) => admin::alerts_ack(
+                    &client,
+                    id,
+                    by.or_else(|| std::env::var("USER").ok())
+                        .unwrap_or_else(|| "admin".into()),
+                ),
+            }
+        }),
+        Command::Suspend {
+            action,
+            config,
+            url,
+            token_file,
+        } => load(config.as_ref()).and_then(|loaded| {
+            let client = admin::Client::new(&loaded, url, token_file)?;
+            match action {
+                SuspendAction::List { json } => admin::suspensions_list(&client, json),
+                SuspendAction::Lift { kind, id } => admin::suspension_lift(&client, &kind, &id),
             }
         }),
         Command::Logscan {

@@ -95,6 +95,37 @@ fn a_burst_suspends_then_alerts_and_suspensions_are_managed_through_the_api() {
     );
     assert_eq!(suspensions["suspensions"][0]["by"], "rule");
 
+    // The same through the CLI.
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_tollgate"))
+            .args(args)
+            .args(["--config"])
+            .arg(dir.path().join("policy.toml"))
+            .args(["--url", &server.base])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let listed = cli(&["alerts"]);
+    assert!(
+        listed.contains("critical") && listed.contains("open, acked"),
+        "{listed}"
+    );
+    assert!(
+        listed.contains("-> suspended extension 1002 until lifted"),
+        "{listed}"
+    );
+    let suspended = cli(&["suspend", "list"]);
+    assert!(
+        suspended.contains("extension 1002") && suspended.contains("by rule"),
+        "{suspended}"
+    );
+
     // A restart keeps the alert and the suspension.
     drop(server);
     let server = start_in(dir.path(), &policy());
@@ -115,4 +146,12 @@ fn a_burst_suspends_then_alerts_and_suspensions_are_managed_through_the_api() {
     assert_eq!(resumed["decision"], "allow", "{resumed}");
     let (_, suspensions) = server.get("/v1/suspensions", &server.reader);
     assert_eq!(suspensions["suspensions"], json!([]));
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tollgate"))
+        .args(["suspend", "lift", "extension", "1002", "--config"])
+        .arg(dir.path().join("policy.toml"))
+        .args(["--url", &server.base])
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "lifting twice must fail");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is not suspended"));
 }
