@@ -12,6 +12,11 @@
 //!
 //! `cargo run --release -p tollgate-bench --bin monitor [-- --extensions 100000 --ops 200000]`
 
+#![allow(
+    clippy::expect_used,
+    reason = "a benchmark: a failed authorize is a bug to stop on, not to handle"
+)]
+
 use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;

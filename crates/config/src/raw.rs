@@ -35,6 +35,9 @@ pub struct RawPolicy {
     pub firewall: RawFirewall,
     #[serde(default)]
     pub monitor: RawMonitor,
+    /// Where alerts go: the log, webhooks, e-mail, syslog (`tollgate-notify`'s settings).
+    #[serde(default, skip_serializing)]
+    pub alerts: tollgate_notify::ChannelsConfig,
 }
 
 /// Call-pattern monitoring: threshold rules and learned baselines, by name.

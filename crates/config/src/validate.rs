@@ -845,6 +845,8 @@ pub struct Settings {
     pub tokens: Vec<TokenSpec>,
     pub guard: GuardSettings,
     pub firewall: FirewallSettings,
+    /// Alert channels, secret file paths made relative to the policy's directory.
+    pub alerts: tollgate_notify::ChannelsConfig,
 }
 
 /// The guard's rules and its log sources.
@@ -1424,6 +1426,17 @@ pub fn build(raw: &RawPolicy, base_dir: &Path) -> (Policy, Settings, Vec<Problem
     );
     let guard = guard_from_raw(&raw.guard, base_dir, &mut problems);
     let firewall = firewall_from_raw(&raw.firewall, &mut problems);
+    let mut alerts = raw.alerts.clone();
+    for webhook in &mut alerts.webhook {
+        if let Some(file) = &mut webhook.secret_file {
+            *file = base_dir.join(&*file);
+        }
+    }
+    for smtp in &mut alerts.smtp {
+        if let Some(file) = &mut smtp.password_file {
+            *file = base_dir.join(&*file);
+        }
+    }
     (
         policy,
         Settings {
@@ -1431,6 +1444,7 @@ pub fn build(raw: &RawPolicy, base_dir: &Path) -> (Policy, Settings, Vec<Problem
             tokens,
             guard,
             firewall,
+            alerts,
         },
         problems,
         warnings,

@@ -35,6 +35,8 @@ pub enum StartError {
     Seed(StoreError),
     #[error("firewall: {0}")]
     Firewall(#[from] tollgate_enforce::EnforceError),
+    #[error("alerts: {0}")]
+    Alerts(#[from] tollgate_notify::NotifyError),
 }
 
 /// The service: decision engine, durable journal, tokens, metrics.
@@ -55,6 +57,8 @@ pub struct App {
     /// The last registration written per extension, so a phone re-registering every
     /// minute costs a store write only when its address or User-Agent changes, or hourly.
     registrations_written: Mutex<HashMap<String, tollgate_store::RegistrationSeen>>,
+    /// Alert delivery ([alerts]); `notify` never blocks the caller.
+    pub notifier: tollgate_notify::Notifier,
 }
 
 /// A re-registration with the same address and User-Agent is written at most this often.
@@ -110,6 +114,7 @@ impl App {
         now: DateTime<Utc>,
     ) -> Result<Arc<App>, StartError> {
         let tokens = load_tokens(&loaded.settings.tokens)?;
+        let notifier = tollgate_notify::Notifier::start(&loaded.settings.alerts)?;
         tollgate_core::number::warm_up();
         let Loaded {
             mut policy,
@@ -219,6 +224,7 @@ impl App {
             firewall,
             open_logs: Mutex::new(open_logs),
             registrations_written: Mutex::new(HashMap::new()),
+            notifier,
         }))
     }
 

@@ -86,7 +86,7 @@ impl App {
     pub fn follow_up(&self, follow: FollowUp) {
         for (alert, event) in follow.alerts {
             if event != AlertEvent::Updated {
-                log_alert(&alert, event);
+                self.notifier.notify(notification(&alert, event));
             }
         }
         if follow.bans.is_empty() {
@@ -144,17 +144,39 @@ fn event_name(event: AlertEvent) -> &'static str {
     }
 }
 
-fn log_alert(alert: &Alert, event: AlertEvent) {
-    let event = event_name(event);
-    match alert.severity {
-        tollgate_core::monitor::Severity::Critical => tracing::error!(
-            alert = alert.id, event, rule = %alert.rule, subject = %alert.subject,
-            actions = ?alert.actions, "{}", alert.summary
-        ),
-        tollgate_core::monitor::Severity::Warning => tracing::warn!(
-            alert = alert.id, event, rule = %alert.rule, subject = %alert.subject,
-            actions = ?alert.actions, "{}", alert.summary
-        ),
+/// An alert as the channels carry it.
+pub fn notification(alert: &Alert, event: AlertEvent) -> tollgate_notify::Notification {
+    use tollgate_notify::{AlertEvent as E, AlertSeverity as S};
+    tollgate_notify::Notification {
+        alert_id: format!("a-{:06}", alert.id),
+        event: match event {
+            AlertEvent::Opened => E::Opened,
+            AlertEvent::Escalated => E::Escalated,
+            AlertEvent::Updated => E::Updated,
+            AlertEvent::Closed => E::Closed,
+            AlertEvent::Acknowledged => E::Acknowledged,
+        },
+        severity: match alert.severity {
+            tollgate_core::monitor::Severity::Warning => S::Warning,
+            tollgate_core::monitor::Severity::Critical => S::Critical,
+        },
+        rule: alert.rule.clone(),
+        subject: alert.subject.to_string(),
+        summary: alert.summary.clone(),
+        figures: json!({
+            "metric": alert.metric,
+            "profile": alert.profile,
+            "value": alert.value,
+            "peak": alert.peak,
+            "warning_at": alert.warning_at,
+            "critical_at": alert.critical_at,
+            "window_s": alert.window_s,
+            "expected": alert.expected,
+            "opened_at": alert.opened_at,
+            "acknowledged_by": alert.acknowledged_by,
+        }),
+        action: (!alert.actions.is_empty()).then(|| alert.actions.join("; ")),
+        at: alert.updated_at,
     }
 }
 

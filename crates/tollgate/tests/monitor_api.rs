@@ -10,9 +10,13 @@ mod common;
 use common::{start_in, TEST_POLICY};
 use serde_json::json;
 
-fn policy() -> String {
+fn policy(hook_port: u16) -> String {
     format!(
         r#"{TEST_POLICY}
+[[alerts.webhook]]
+url = "http://127.0.0.1:{hook_port}/hooks/tollgate"
+secret_file = "hook.key"
+
 [monitor.rules.uk_burst]
 metric = "attempts"
 destinations = {{ countries = ["GB"] }}
@@ -27,7 +31,47 @@ on_critical = ["suspend_extension"]
 #[test]
 fn a_burst_suspends_then_alerts_and_suspensions_are_managed_through_the_api() {
     let dir = tempfile::tempdir().unwrap();
-    let server = start_in(dir.path(), &policy());
+    std::fs::write(dir.path().join("hook.key"), "webhook-signing-key\n").unwrap();
+    // A webhook receiver: hands each request (head and body) to the test.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let hook_port = listener.local_addr().unwrap().port();
+    let (hook_tx, hook_rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        for stream in listener.incoming().take(8) {
+            let Ok(mut stream) = stream else { return };
+            stream
+                .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+                .unwrap();
+            let mut data = Vec::new();
+            let mut buf = [0u8; 4096];
+            loop {
+                let n = stream.read(&mut buf).unwrap_or(0);
+                if n == 0 {
+                    break;
+                }
+                data.extend_from_slice(&buf[..n]);
+                let text = String::from_utf8_lossy(&data).to_string();
+                if let Some(head_end) = text.find("\r\n\r\n") {
+                    let length = text[..head_end]
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length:")
+                                .map(|v| v.trim().parse::<usize>().unwrap())
+                        })
+                        .unwrap_or(0);
+                    if data.len() >= head_end + 4 + length {
+                        break;
+                    }
+                }
+            }
+            let _ = stream
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+            let _ = hook_tx.send(String::from_utf8_lossy(&data).to_string());
+        }
+    });
+    let server = start_in(dir.path(), &policy(hook_port));
     let mut decisions = Vec::new();
     for i in 0..6 {
         let (status, answer) =
@@ -71,6 +115,34 @@ fn a_burst_suspends_then_alerts_and_suspensions_are_managed_through_the_api() {
         "{alert}"
     );
     let id = alert["id"].as_u64().unwrap();
+
+    // The webhook got the warning, then the escalation, signed, off the call path.
+    let timeout = std::time::Duration::from_secs(10);
+    let first = hook_rx
+        .recv_timeout(timeout)
+        .expect("webhook for the warning");
+    let second = hook_rx
+        .recv_timeout(timeout)
+        .expect("webhook for the escalation");
+    for (request, event) in [(&first, "opened"), (&second, "escalated")] {
+        assert!(
+            request.starts_with("POST /hooks/tollgate HTTP/1.1"),
+            "{request}"
+        );
+        assert!(
+            request
+                .to_ascii_lowercase()
+                .contains("x-tollgate-signature: sha256="),
+            "{request}"
+        );
+        let body: serde_json::Value =
+            serde_json::from_str(request.split("\r\n\r\n").nth(1).unwrap()).unwrap();
+        assert_eq!(body["event"], event, "{body}");
+        assert_eq!(body["rule"], "monitor.rules.uk_burst");
+        assert_eq!(body["subject"], "extension 1002");
+        assert!(!request.contains("webhook-signing-key"));
+    }
+    assert!(second.contains("suspended extension 1002"), "{second}");
 
     // Reading needs the read scope; acknowledging needs admin.
     let (status, _) = server.post(&format!("/v1/alerts/{id}/ack"), &server.reader, "{}");
@@ -128,7 +200,7 @@ fn a_burst_suspends_then_alerts_and_suspensions_are_managed_through_the_api() {
 
     // A restart keeps the alert and the suspension.
     drop(server);
-    let server = start_in(dir.path(), &policy());
+    let server = start_in(dir.path(), &policy(hook_port));
     let (_, after) = server.authorize("r1", "1002", "127.0.0.1", "+33142685300");
     assert_eq!(after["code"], "extension_suspended", "{after}");
     let (_, stored) = server.get(&format!("/v1/alerts/{id}"), &server.reader);
