@@ -564,3 +564,54 @@ metric = "concurrent"
         assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
     }
 }
+
+#[test]
+fn learned_baselines_survive_a_snapshot_and_restore() {
+    let rules = r#"
+[monitor.baselines.usual_attempts]
+metric = "attempts"
+factor = 3
+deviations = 4
+floor = 8
+warmup = "7d"
+"#;
+    let mut d = Driver::new(engine(rules, ""));
+    for week in 0..2 {
+        normal_week(&mut d, "1001", monday() + Duration::weeks(week));
+    }
+    let snapshots = d.engine.monitor.take_baseline_snapshots();
+    assert_eq!(snapshots.len(), 1);
+    assert!(
+        d.engine.monitor.take_baseline_snapshots().is_empty(),
+        "nothing new since"
+    );
+    // A new engine (a restart) with the stored snapshot: the night ramp fires at once,
+    // with no new warm-up; without it the rule would still be warming up and stay quiet.
+    for (restored, expect_alert) in [(true, true), (false, false)] {
+        let mut fresh = Driver::new(engine(rules, ""));
+        if restored {
+            assert_eq!(fresh.engine.monitor.restore_baselines(snapshots.clone()), 0);
+        }
+        let night = monday() + Duration::weeks(2) + Duration::days(2) + Duration::hours(1);
+        for k in 0..12 {
+            fresh.call(
+                "1001",
+                "+442071234567",
+                night + Duration::minutes(k * 4),
+                30,
+            );
+        }
+        assert_eq!(
+            !fresh.opened().is_empty(),
+            expect_alert,
+            "restored: {restored}"
+        );
+    }
+    // Snapshots of a rule that is gone are skipped, and hostile bytes refused.
+    let mut other = Driver::new(engine("", ""));
+    assert_eq!(other.engine.monitor.restore_baselines(snapshots.clone()), 1);
+    let mut broken = snapshots;
+    broken[0].2.truncate(10);
+    let mut fresh = Driver::new(engine(rules, ""));
+    assert_eq!(fresh.engine.monitor.restore_baselines(broken), 1);
+}

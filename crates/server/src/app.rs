@@ -168,6 +168,14 @@ impl App {
                 limit: usize::MAX,
             })
             .map_err(store_error)?;
+        let baselines = store.load_baselines().map_err(store_error)?;
+        let skipped = engine.monitor.restore_baselines(baselines);
+        if skipped > 0 {
+            tracing::info!(
+                skipped,
+                "stored baselines of rules no longer in the policy were not restored"
+            );
+        }
         let suspensions = store.active_suspensions().map_err(store_error)?;
         let next_alert_id = store.next_alert_id().map_err(store_error)?;
         engine

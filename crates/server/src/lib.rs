@@ -30,6 +30,9 @@ pub use routes::router;
 /// How often monitoring closes alerts whose condition ended and lifts timed suspensions.
 const MONITOR_TICK: std::time::Duration = std::time::Duration::from_secs(5);
 
+/// How often learned baselines that changed are written (and once more at shutdown).
+const BASELINE_SAVE: std::time::Duration = std::time::Duration::from_secs(600);
+
 /// How often the firewall is made to match the guard's bans.
 const FIREWALL_RESYNC: std::time::Duration = std::time::Duration::from_secs(3600);
 
@@ -88,12 +91,20 @@ pub async fn serve(
         if idle {
             return;
         }
+        let mut last_save = std::time::Instant::now();
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(MONITOR_TICK) => {}
-                _ = monitor_stop.changed() => return,
+                _ = monitor_stop.changed() => {
+                    monitor_app.save_baselines().await;
+                    return;
+                }
             }
             monitor_app.monitor_tick(Utc::now()).await;
+            if last_save.elapsed() >= BASELINE_SAVE {
+                monitor_app.save_baselines().await;
+                last_save = std::time::Instant::now();
+            }
         }
     });
     let result = axum::serve(listener, router(app.clone()))

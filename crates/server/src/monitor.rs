@@ -134,6 +134,35 @@ impl App {
     }
 }
 
+impl App {
+    /// Writes the learned baselines that changed since the last call, and waits until
+    /// they are durable. Run every few minutes and at shutdown.
+    pub async fn save_baselines(&self) {
+        let (rx, count) = {
+            let mut engine = self.engine();
+            let snapshots = engine.monitor.take_baseline_snapshots();
+            if snapshots.is_empty() {
+                return;
+            }
+            let count = snapshots.len();
+            let changes = snapshots
+                .into_iter()
+                .map(|(rule, subject, data)| Change::SaveBaseline {
+                    rule,
+                    subject,
+                    data,
+                })
+                .collect();
+            (self.commit(changes), count)
+        };
+        match rx.await {
+            Ok(Ok(())) => tracing::debug!(count, "learned baselines saved"),
+            Ok(Err(e)) => tracing::error!(error = %e, "could not save learned baselines"),
+            Err(_) => tracing::error!("could not save learned baselines: journal closed"),
+        }
+    }
+}
+
 fn event_name(event: AlertEvent) -> &'static str {
     match event {
         AlertEvent::Opened => "opened",

@@ -92,6 +92,9 @@ pub trait Store: Send {
     /// The last successful registration of every extension seen.
     fn registrations(&self) -> Result<Vec<RegistrationSeen>, StoreError>;
 
+    /// Every stored baseline snapshot: `(rule path, subject, bytes)`.
+    fn load_baselines(&self) -> Result<Vec<(String, MonitorSubject, Vec<u8>)>, StoreError>;
+
     /// The end of the last settled call of every extension that has one.
     fn last_calls(&self) -> Result<Vec<(String, DateTime<Utc>)>, StoreError>;
 }
@@ -148,6 +151,13 @@ pub enum Change {
     /// Records a successful registration: the latest address and User-Agent per extension
     /// (for the audit's unused-extension and firmware checks).
     SeenRegistration(RegistrationSeen),
+    /// Writes a learned baseline's snapshot (opaque bytes from the core), replacing the
+    /// stored one of the same rule and subject.
+    SaveBaseline {
+        rule: String,
+        subject: MonitorSubject,
+        data: Vec<u8>,
+    },
 }
 
 /// The last successful registration of an extension.
@@ -319,6 +329,7 @@ macro_rules! store_test_suite {
             alerts_upsert_list_and_page,
             suspensions_record_and_lift,
             registrations_and_last_calls,
+            baselines_round_trip,
         );
     };
     (@tests $make:expr; $($name:ident),* $(,)?) => {

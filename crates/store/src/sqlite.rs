@@ -176,6 +176,16 @@ pub const MIGRATIONS: &[&str] = &[
         user_agent TEXT
     ) STRICT, WITHOUT ROWID;
     "#,
+    // 5: learned baselines of call-pattern monitoring (opaque snapshots from the core),
+    // so that a restart or an upgrade does not start the learning again.
+    r#"
+    CREATE TABLE baselines (
+        rule    TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        data    BLOB NOT NULL,
+        PRIMARY KEY (rule, subject)
+    ) STRICT, WITHOUT ROWID;
+    "#,
 ];
 
 /// The schema version this binary writes and reads.
@@ -553,6 +563,17 @@ fn apply_change(
                 seen.user_agent,
             ])?;
         }
+        Change::SaveBaseline {
+            rule,
+            subject,
+            data,
+        } => {
+            conn.prepare_cached(
+                "INSERT INTO baselines (rule, subject, data) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (rule, subject) DO UPDATE SET data = excluded.data",
+            )?
+            .execute(params![rule, subject_text(subject), data])?;
+        }
         Change::SetSuspended {
             kind,
             id,
@@ -816,6 +837,29 @@ impl Store for SqliteStore {
                 ip,
                 user_agent,
             });
+        }
+        Ok(out)
+    }
+
+    fn load_baselines(&self) -> Result<Vec<(String, MonitorSubject, Vec<u8>)>, StoreError> {
+        let mut statement = self
+            .conn
+            .prepare_cached("SELECT rule, subject, data FROM baselines ORDER BY rule, subject")?;
+        let rows = statement.query_map([], |row| {
+            Ok((
+                row.get::<_, String>(0)?,
+                row.get::<_, String>(1)?,
+                row.get::<_, Vec<u8>>(2)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (rule, subject, data) = row?;
+            let parsed = MonitorSubject::parse(&subject).ok_or_else(|| StoreError::Corrupt {
+                what: format!("baseline {rule}"),
+                detail: format!("bad subject {subject:?}"),
+            })?;
+            out.push((rule, parsed, data));
         }
         Ok(out)
     }

@@ -924,3 +924,35 @@ pub fn registrations_and_last_calls(mut store: impl Store) {
     assert_eq!(last.len(), 1);
     assert_eq!(last[0].0, "1001");
 }
+
+pub fn baselines_round_trip(mut store: impl Store) {
+    use tollgate_core::monitor::MonitorSubject;
+    let ext = MonitorSubject::Extension("1001".into());
+    let acc = MonitorSubject::Account("acme".into());
+    store
+        .apply(&[
+            Change::SaveBaseline {
+                rule: "monitor.baselines.a".into(),
+                subject: ext.clone(),
+                data: vec![1, 2, 3],
+            },
+            Change::SaveBaseline {
+                rule: "monitor.baselines.a".into(),
+                subject: acc.clone(),
+                data: vec![4],
+            },
+            Change::SaveBaseline {
+                rule: "monitor.baselines.a".into(),
+                subject: ext.clone(),
+                data: vec![5, 6],
+            },
+        ])
+        .unwrap();
+    assert_eq!(
+        store.load_baselines().unwrap(),
+        vec![
+            ("monitor.baselines.a".to_string(), acc, vec![4]),
+            ("monitor.baselines.a".to_string(), ext, vec![5, 6]),
+        ]
+    );
+}

@@ -104,6 +104,11 @@ impl Store for TestStore {
     fn registrations(&self) -> Result<Vec<tollgate_store::RegistrationSeen>, StoreError> {
         self.inner.registrations()
     }
+    fn load_baselines(
+        &self,
+    ) -> Result<Vec<(String, tollgate_core::monitor::MonitorSubject, Vec<u8>)>, StoreError> {
+        self.inner.load_baselines()
+    }
     fn last_calls(&self) -> Result<Vec<(String, chrono::DateTime<chrono::Utc>)>, StoreError> {
         self.inner.last_calls()
     }
@@ -278,6 +283,7 @@ fn an_empty_file_is_migrated_to_the_current_schema() {
         [
             "alerts",
             "bans",
+            "baselines",
             "calls",
             "cursors",
             "entities",

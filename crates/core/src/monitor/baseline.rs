@@ -28,7 +28,13 @@ pub struct Baseline {
     hours_learned: u32,
     mean: Box<[f32; HOURS_PER_WEEK]>,
     variance: Box<[f32; HOURS_PER_WEEK]>,
+    /// Learned something since the last [`Baseline::to_bytes`] snapshot was taken.
+    dirty: bool,
 }
+
+/// Snapshot format version (first byte of [`Baseline::to_bytes`]).
+const SNAPSHOT_VERSION: u8 = 1;
+const SNAPSHOT_LEN: usize = 1 + 8 + 4 + HOURS_PER_WEEK * 8;
 
 /// What the baseline expects now, and the levels derived from it.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -49,7 +55,56 @@ impl Baseline {
             hours_learned: 0,
             mean: Box::new([0.0; HOURS_PER_WEEK]),
             variance: Box::new([0.0; HOURS_PER_WEEK]),
+            dirty: false,
         }
+    }
+
+    pub fn is_dirty(&self) -> bool {
+        self.dirty
+    }
+
+    /// What was learned (not the current partial hour), for the store; clears `dirty`.
+    pub fn to_bytes(&mut self) -> Vec<u8> {
+        self.dirty = false;
+        let mut out = Vec::with_capacity(SNAPSHOT_LEN);
+        out.push(SNAPSHOT_VERSION);
+        out.extend_from_slice(&self.current_hour.to_le_bytes());
+        out.extend_from_slice(&self.hours_learned.to_le_bytes());
+        for v in self.mean.iter().chain(self.variance.iter()) {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+        out
+    }
+
+    /// A baseline from a snapshot, or `None` if the bytes are not one (wrong length,
+    /// version, or values that are not finite and non-negative).
+    pub fn from_bytes(bytes: &[u8]) -> Option<Baseline> {
+        if bytes.len() != SNAPSHOT_LEN || bytes[0] != SNAPSHOT_VERSION {
+            return None;
+        }
+        let current_hour = i64::from_le_bytes(bytes.get(1..9)?.try_into().ok()?);
+        let hours_learned = u32::from_le_bytes(bytes.get(9..13)?.try_into().ok()?);
+        let mut values = bytes[13..]
+            .chunks_exact(4)
+            .map(|c| c.try_into().ok().map(f32::from_le_bytes));
+        let mut mean = Box::new([0.0f32; HOURS_PER_WEEK]);
+        let mut variance = Box::new([0.0f32; HOURS_PER_WEEK]);
+        for slot in mean.iter_mut().chain(variance.iter_mut()) {
+            let v = values.next()??;
+            if !v.is_finite() || v < 0.0 {
+                return None;
+            }
+            *slot = v;
+        }
+        Some(Baseline {
+            current_hour,
+            current: 0,
+            tainted: false,
+            hours_learned,
+            mean,
+            variance,
+            dirty: false,
+        })
     }
 
     fn learn(&mut self, hour: i64, value: u64, learning_rate: f64) {
@@ -62,6 +117,7 @@ impl Baseline {
         self.mean[slot] = mean + alpha * diff;
         self.variance[slot] = (1.0 - alpha) * (self.variance[slot] + alpha * diff * diff);
         self.hours_learned = self.hours_learned.saturating_add(1);
+        self.dirty = true;
     }
 
     /// Moves to `hour`, learning the hours that finished (skipped ones as 0).
@@ -167,6 +223,30 @@ mod tests {
         );
         assert_eq!(monday10.critical_at, 19);
         assert!(b.hours_learned() >= 3 * 168);
+    }
+
+    #[test]
+    fn snapshots_round_trip_and_hostile_bytes_are_refused() {
+        let mut b = Baseline::new(96);
+        for h in 0..400 {
+            b.add(96 + h, (h % 5) as u64, 0.2);
+        }
+        assert!(b.is_dirty());
+        let bytes = b.to_bytes();
+        assert!(!b.is_dirty());
+        let back = Baseline::from_bytes(&bytes).unwrap();
+        assert_eq!(back.hours_learned(), b.hours_learned());
+        assert_eq!(
+            back.expectation(500, 3.0, 3.0, 0, 2.0),
+            b.expectation(500, 3.0, 3.0, 0, 2.0)
+        );
+        assert!(Baseline::from_bytes(&bytes[..100]).is_none());
+        let mut nan = bytes.clone();
+        nan[13..17].copy_from_slice(&f32::NAN.to_le_bytes());
+        assert!(Baseline::from_bytes(&nan).is_none());
+        let mut version = bytes;
+        version[0] = 9;
+        assert!(Baseline::from_bytes(&version).is_none());
     }
 
     #[test]

@@ -368,6 +368,10 @@ struct OpenAlert {
     /// Whether the stored copy is behind (peak or value changed since last written).
     dirty: bool,
     off_hours: bool,
+    /// A restored alert is kept open until one window after the restart (its window's
+    /// past counts were not stored): until then new traffic may confirm it, and the tick
+    /// does not close it for lack of data.
+    hold_until: Option<i64>,
 }
 
 #[derive(Clone, Debug)]
@@ -978,6 +982,7 @@ impl Monitor {
                         rule: rule_index,
                         dirty: false,
                         off_hours: measured.off_hours,
+                        hold_until: None,
                     },
                 );
             }
@@ -1130,6 +1135,9 @@ impl Monitor {
             let Some(open) = self.alerts.get(&id) else {
                 continue;
             };
+            if open.hold_until.is_some_and(|h| t < h) {
+                continue;
+            }
             let (rule, subject, off_hours) =
                 (open.rule, open.alert.subject.clone(), open.off_hours);
             let measured = self.measure(rule, &subject, t, off_hours);
@@ -1250,6 +1258,60 @@ impl Monitor {
         self.suspensions.remove(subject)
     }
 
+    /// Learned baselines changed since the last call, as `(rule path, subject, bytes)`,
+    /// for the store.
+    pub fn take_baseline_snapshots(&mut self) -> Vec<(String, MonitorSubject, Vec<u8>)> {
+        let paths: Vec<String> = (0..self.rule_count() as u16)
+            .map(|i| self.rule(i).map(|r| r.path()).unwrap_or_default())
+            .collect();
+        let mut out = Vec::new();
+        let mut collect = |subject: MonitorSubject, state: &mut SubjectState| {
+            for entry in &mut state.entries {
+                if let Tracker::Baseline(b) = &mut entry.tracker {
+                    if b.is_dirty() {
+                        if let Some(path) = paths.get(usize::from(entry.rule)) {
+                            out.push((path.clone(), subject.clone(), b.to_bytes()));
+                        }
+                    }
+                }
+            }
+        };
+        for (id, state) in &mut self.extensions {
+            collect(MonitorSubject::Extension(id.to_string()), state);
+        }
+        for (id, state) in &mut self.accounts {
+            collect(MonitorSubject::Account(id.to_string()), state);
+        }
+        out
+    }
+
+    /// Puts stored baselines back; those of rules no longer in the policy, or unreadable,
+    /// are skipped (their count is returned).
+    pub fn restore_baselines(
+        &mut self,
+        snapshots: Vec<(String, MonitorSubject, Vec<u8>)>,
+    ) -> usize {
+        let mut skipped = 0;
+        for (path, subject, bytes) in snapshots {
+            let rule = self
+                .rule_index_by_path(&path)
+                .filter(|i| matches!(self.rule(*i), Some(RuleRef::Baseline(_))));
+            match (rule, Baseline::from_bytes(&bytes)) {
+                (Some(rule), Some(b)) if subject != MonitorSubject::Global => {
+                    let state = self.state_mut(SubjectRef::from(&subject));
+                    state.entries.retain(|e| e.rule != rule);
+                    state.entries.push(Entry {
+                        rule,
+                        tracker: Tracker::Baseline(b),
+                        open_alert: None,
+                    });
+                }
+                _ => skipped += 1,
+            }
+        }
+        skipped
+    }
+
     /// Restores open alerts, suspensions and the id counter after a restart. Alerts of
     /// rules no longer in the policy are closed (see [`Monitor::drain_effects`]).
     pub fn restore(
@@ -1275,6 +1337,29 @@ impl Monitor {
                         .state_mut(SubjectRef::from(&subject))
                         .entry(rule, || new_tracker(metric, is_baseline, t));
                     entry.open_alert = Some(alert.id);
+                    let window = i64::try_from(alert.window_s.max(60)).unwrap_or(3600);
+                    // Its deny, if the rule has one at this severity, holds again.
+                    if let Some(r) = self.rule(rule) {
+                        let reaction = r.reaction();
+                        let denies = reaction.on_warning.contains(&Action::DenyProfile)
+                            || (alert.severity == Severity::Critical
+                                && reaction.on_critical.contains(&Action::DenyProfile));
+                        if denies {
+                            let until = reaction
+                                .action_for_s
+                                .map(|s| alert.opened_at + Duration::seconds(s as i64));
+                            if until.is_none_or(|u| u > now) {
+                                let block = ProfileBlock {
+                                    rule: alert.rule.clone(),
+                                    subject: alert.subject.clone(),
+                                    alert_id: alert.id,
+                                    profile: alert.profile.clone(),
+                                    until,
+                                };
+                                self.blocks.push(BlockEntry { rule, block });
+                            }
+                        }
+                    }
                     self.alerts.insert(
                         alert.id,
                         OpenAlert {
@@ -1282,6 +1367,7 @@ impl Monitor {
                             rule,
                             dirty: false,
                             off_hours: false,
+                            hold_until: Some(t + window),
                         },
                     );
                 }
