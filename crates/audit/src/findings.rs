@@ -11,7 +11,7 @@
 //! by extension names, and nothing here formats a [`crate::inventory::Secret`].
 
 use std::cmp::Ordering;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::str::FromStr;
 
@@ -20,6 +20,7 @@ use tollgate_core::number::DestinationClass;
 use tollgate_core::policy::{Limit, Limits};
 use tollgate_core::Policy;
 
+use crate::acl::{AclPlatform, AclVerdict, UnresolvedReason};
 use crate::credentials::{
     check_password, check_pin, keyed_digest, PasswordPolicy, PinPolicy, WeaknessCode,
 };
@@ -107,7 +108,7 @@ pub struct Finding {
 }
 
 impl Finding {
-    fn new(
+    pub(crate) fn new(
         severity: Severity,
         code: impl Into<String>,
         subject: impl Into<String>,
@@ -229,6 +230,9 @@ pub fn audit_inventory(inv: &Inventory, options: &AuditOptions) -> Vec<Finding> 
         }
         _ => Vec::new(),
     });
+    // Named ACLs that could not be resolved, with the extensions naming them.
+    let mut unresolved: BTreeMap<(AclPlatform, String), (UnresolvedReason, Vec<String>)> =
+        BTreeMap::new();
     for (ext, weaknesses) in inv.extensions.iter().zip(password_weaknesses) {
         let subject = extension_subject(ext);
         match &ext.secret {
@@ -289,14 +293,19 @@ pub fn audit_inventory(inv: &Inventory, options: &AuditOptions) -> Vec<Finding> 
             None => {}
         }
 
-        if !ext.has_ip_restriction() && ext.identify.is_empty() {
-            findings.push(Finding::new(
-                Severity::Medium,
-                "no_ip_restriction",
-                subject.clone(),
-                "no permit, acl or identify: the extension may register and call from any address",
-                "restrict it to the networks its phones use (permit=, or an acl)",
-            ));
+        let verdict = inv.acls.resolve(ext);
+        if let AclVerdict::Unresolved(acls) = &verdict {
+            let platform = AclPlatform::of(ext.source).unwrap_or(AclPlatform::Asterisk);
+            for acl in acls {
+                unresolved
+                    .entry((platform, acl.name.clone()))
+                    .or_insert_with(|| (acl.reason.clone(), Vec::new()))
+                    .1
+                    .push(subject.trim_start_matches("extension ").to_string());
+            }
+        }
+        if !verdict.restricts() && ext.identify.is_empty() {
+            findings.push(no_ip_restriction(ext, &verdict, &subject));
         }
 
         if let Some(pattern) = test_pattern(ext, &options.test_patterns) {
@@ -310,6 +319,10 @@ pub fn audit_inventory(inv: &Inventory, options: &AuditOptions) -> Vec<Finding> 
         }
 
         limit_findings(ext, &subject, options, &mut findings);
+    }
+
+    for ((platform, name), (reason, users)) in unresolved {
+        findings.push(unresolved_acl(inv, platform, &name, &reason, &users));
     }
 
     for (_, group) in by_digest {
@@ -376,6 +389,127 @@ pub fn audit_inventory(inv: &Inventory, options: &AuditOptions) -> Vec<Finding> 
 
     sort_findings(&mut findings);
     findings
+}
+
+/// `no_ip_restriction`: what lets the world in, and how to close it on that platform.
+fn no_ip_restriction(ext: &ImportedExtension, verdict: &AclVerdict, subject: &str) -> Finding {
+    let AclVerdict::Resolved(resolved) = verdict else {
+        return Finding::new(
+            Severity::Medium,
+            "no_ip_restriction",
+            subject,
+            "no permit, acl or identify: the extension may register and call from any address",
+            "restrict it to the networks its phones use (permit=, or an acl)",
+        );
+    };
+    let verb = if resolved.sources.len() == 1 {
+        "lets in"
+    } else {
+        "together let in"
+    };
+    let (why, fix) = match AclPlatform::of(ext.source) {
+        Some(AclPlatform::Asterisk) => (
+            " (Asterisk permits what no rule denies, and the last matching rule decides)",
+            "deny=0.0.0.0/0.0.0.0 first, then permit= only the networks its phones use",
+        ),
+        Some(AclPlatform::FreeSwitch) => (
+            " (FreeSWITCH: the most specific node decides, a /0 node never does, the list default covers the rest)",
+            "give the list default=\"deny\" and allow only the networks its phones use",
+        ),
+        None => ("", "permit only the networks its phones use"),
+    };
+    Finding::new(
+        Severity::Medium,
+        "no_ip_restriction",
+        subject,
+        format!(
+            "{} {verb} {}: the extension may register and call from almost any address{why}",
+            resolved.sources.join(" and "),
+            resolved.openness()
+        ),
+        fix,
+    )
+}
+
+/// `unknown_acl` (an acl file was imported but does not define the name) or
+/// `unresolved_acl` (nothing to resolve it against, or entries the audit cannot read).
+fn unresolved_acl(
+    inv: &Inventory,
+    platform: AclPlatform,
+    name: &str,
+    reason: &UnresolvedReason,
+    users: &[String],
+) -> Finding {
+    let users: Vec<&str> = users.iter().map(String::as_str).collect();
+    let named_by = format!(
+        "named by {} {}",
+        if users.len() == 1 {
+            "extension"
+        } else {
+            "extensions"
+        },
+        list_some(&users, 10)
+    );
+    let subject = format!("{platform} acl \"{name}\"");
+    match reason {
+        UnresolvedReason::NotDefined => {
+            let files: Vec<String> = inv
+                .acls
+                .files(platform)
+                .iter()
+                .map(|f| f.display().to_string())
+                .collect();
+            let consequence = match platform {
+                AclPlatform::Asterisk => "Asterisk refuses every address through an undefined named ACL",
+                AclPlatform::FreeSwitch => "FreeSWITCH lets no address through a list it does not know",
+            };
+            Finding::new(
+                Severity::Medium,
+                "unknown_acl",
+                subject,
+                format!(
+                    "{named_by}, but not defined in any acl file imported ({}): {consequence}, so these extensions cannot be used, unless it comes from a file the audit did not read",
+                    files.join(", ")
+                ),
+                format!(
+                    "define it in {}, or correct the name",
+                    platform.acl_file()
+                ),
+            )
+        }
+        UnresolvedReason::NoAclFile => Finding::new(
+            Severity::Info,
+            "unresolved_acl",
+            subject,
+            format!(
+                "{named_by}; no {} was imported, so the audit takes it on trust as a restriction",
+                platform.acl_file()
+            ),
+            format!(
+                "import {} too, so the audit can check what the ACL lets in",
+                platform.acl_file()
+            ),
+        ),
+        UnresolvedReason::Opaque(what) => Finding::new(
+            Severity::Info,
+            "unresolved_acl",
+            subject,
+            format!(
+                "{named_by}; it has {what}, which the audit does not resolve, so it takes it on trust as a restriction"
+            ),
+            "check by hand which addresses it lets in",
+        ),
+    }
+}
+
+/// "a, b, c and 4 more".
+fn list_some(items: &[&str], at_most: usize) -> String {
+    let shown: Vec<&str> = items.iter().take(at_most).copied().collect();
+    let mut text = shown.join(", ");
+    if items.len() > at_most {
+        text.push_str(&format!(" and {} more", items.len() - at_most));
+    }
+    text
 }
 
 fn test_pattern<'a>(ext: &ImportedExtension, patterns: &'a [String]) -> Option<&'a str> {

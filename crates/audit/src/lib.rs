@@ -5,14 +5,18 @@
 //! - [`generate`] makes passwords and PINs from the OS CSPRNG that pass those same checks, so
 //!   what tollgate hands out is never something it would later report.
 //! - [`import`] reads what operators already have (Asterisk pjsip.conf, sip.conf,
-//!   voicemail.conf, FreeSWITCH directory XML, CSV, JSON) into an [`inventory::Inventory`]:
+//!   voicemail.conf, acl.conf, FreeSWITCH directory and acl XML, CSV, JSON) into an
+//!   [`inventory::Inventory`]:
 //!   extensions, mailboxes, and a problem with file and line for everything unreadable.
+//! - [`acl`] resolves named ACLs (acl.conf, acl.conf.xml) and an extension's own
+//!   permit/deny into the networks really let in, and whether that restricts anything.
 //! - [`findings`] turns an inventory or a tollgate policy into findings (severity, code,
 //!   subject, evidence, fix); [`report`] renders them as a table, JSON or an HTML page.
 //!
 //! INVARIANT: no message, error or `Debug` output of this crate contains a secret it was
 //! given or made; secrets appear only in the values `generate` returns.
 
+pub mod acl;
 pub mod credentials;
 pub mod findings;
 pub mod generate;
@@ -20,6 +24,7 @@ pub mod import;
 pub mod inventory;
 pub mod report;
 
+pub use acl::{AclSet, AclVerdict};
 pub use credentials::{
     check_password, check_pin, keyed_digest, PasswordPolicy, PinPolicy, Weakness, WeaknessCode,
 };

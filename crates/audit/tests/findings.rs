@@ -50,17 +50,22 @@ fn each_fixture_entry_gets_the_findings_it_deserves() {
             &["weak_password_too_short", "weak_password_contains_context"],
             &["no_ip_restriction", "test_extension"],
         ),
+        // deny=0.0.0.0/0.0.0.0 and no permit refuse every IPv4 address: restricted.
         (
             "extension 1002 (",
             "pjsip.conf",
-            &["no_ip_restriction", "many_contacts"],
-            &["weak_password_too_short", "weak_password_low_score"],
+            &["many_contacts"],
+            &[
+                "weak_password_too_short",
+                "weak_password_low_score",
+                "no_ip_restriction",
+            ],
         ),
         (
             "extension test (",
             "pjsip.conf",
-            &["test_extension", "credential_hashed", "no_ip_restriction"],
-            &[],
+            &["test_extension", "credential_hashed"],
+            &["no_ip_restriction"],
         ),
         (
             "extension provider (",
@@ -68,11 +73,17 @@ fn each_fixture_entry_gets_the_findings_it_deserves() {
             &[],
             &["no_ip_restriction"],
         ),
+        // permit=10.1.1.1 without a deny first restricts nothing: Asterisk permits by
+        // default.
         (
             "extension 2001 (",
             "pjsip.conf",
-            &["weak_password_common_password", "weak_password_too_short"],
-            &["no_ip_restriction"],
+            &[
+                "weak_password_common_password",
+                "weak_password_too_short",
+                "no_ip_restriction",
+            ],
+            &[],
         ),
         (
             "extension 101 (",

@@ -7,7 +7,8 @@
 use std::path::{Path, PathBuf};
 
 use tollgate_audit::import::{
-    import_csv, import_freeswitch, import_json, import_pjsip, import_sip_conf, import_voicemail,
+    import_acl_conf, import_csv, import_freeswitch, import_json, import_pjsip, import_sip_conf,
+    import_voicemail,
 };
 use tollgate_audit::inventory::{Credential, ImportedExtension, Inventory, Mailbox, SourceKind};
 use tollgate_audit::{check_password, check_pin, PasswordPolicy, PinPolicy, WeaknessCode};
@@ -138,7 +139,8 @@ fn pjsip_endpoints_with_templates_auth_and_acl() {
     );
     assert!(e.permit.is_empty());
     assert_eq!(nets(&e.deny), ["0.0.0.0/0"]);
-    assert!(!e.has_ip_restriction());
+    // deny=0.0.0.0/0 alone refuses every IPv4 address: restricted (unusable), not open.
+    assert!(e.has_ip_restriction());
     assert_eq!(
         e.max_contacts,
         Some(5),
@@ -231,6 +233,7 @@ fn pjsip_broken_lines_are_reported_with_file_and_line() {
 fn unreadable_file_is_one_problem_naming_it() {
     let path = fixture("no-such-file.conf");
     for inv in [
+        import_acl_conf(&path),
         import_pjsip(&path),
         import_sip_conf(&path),
         import_voicemail(&path),
@@ -500,8 +503,14 @@ fn formatting_an_inventory_never_shows_a_fixture_secret() {
 #[test]
 fn truncated_fixtures_never_panic() {
     type Importer = fn(&Path) -> Inventory;
-    let cases: [(&str, &str, Importer); 6] = [
+    let cases: [(&str, &str, Importer); 8] = [
         ("pjsip.conf", "conf", |p| import_pjsip(p)),
+        ("acl.conf", "conf", |p| import_acl_conf(p)),
+        (
+            "freeswitch-conf/autoload_configs/acl.conf.xml",
+            "xml",
+            |p| import_freeswitch(p),
+        ),
         ("sip.conf", "conf", |p| import_sip_conf(p)),
         ("voicemail.conf", "conf", |p| import_voicemail(p)),
         ("freeswitch/1002.xml", "xml", |p| import_freeswitch(p)),

@@ -14,6 +14,9 @@
 //! | `context`       | dialplan context                                                |
 //! | `name`          | display name                                                    |
 //!
+//! `permit` and `deny` form an allow list: with any `permit`, only those networks (minus
+//! `deny`) may be used; without, everything but `deny`.
+//!
 //! CSV: a header row naming the columns (any order, any subset with `extension`). JSON: an
 //! array of objects with these fields; an unknown field or column is a problem (a typo in
 //! `pasword` must not pass as "no password"). Values are strings, not numbers: a number
@@ -24,6 +27,7 @@ use std::path::Path;
 use serde_json::Value;
 
 use super::parse_net;
+use crate::acl::Acl;
 use crate::inventory::{
     Credential, ImportedExtension, Inventory, Location, Mailbox, Secret, SourceKind,
 };
@@ -90,6 +94,14 @@ fn add_row(row: Row, location: Location, source: SourceKind, inventory: &mut Inv
                 Err(message) => inventory.problem(location.clone(), format!("{field}: {message}")),
             }
         }
+    }
+    if !(extension.permit.is_empty() && extension.deny.is_empty()) {
+        extension.own_acls.push(Acl::allow_list(
+            "permit/deny",
+            location.clone(),
+            &extension.permit,
+            &extension.deny,
+        ));
     }
     if let Some(pin) = row.voicemail_pin {
         inventory.mailboxes.push(Mailbox {
