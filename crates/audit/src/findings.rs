@@ -24,6 +24,8 @@ use crate::acl::{AclPlatform, AclVerdict, UnresolvedReason};
 use crate::credentials::{
     check_password, check_pin, keyed_digest, PasswordPolicy, PinPolicy, WeaknessCode,
 };
+use crate::defaults::{matching_logins, vendors_using_password};
+use crate::firmware::{firmware_findings, list_some, vendor_of, Device, FirmwareRule};
 use crate::generate::random_key;
 use crate::inventory::{Credential, ImportedExtension, Inventory, Mailbox, SourceKind};
 
@@ -153,6 +155,10 @@ pub struct AuditOptions {
     pub max_call_limit: u32,
     /// pjsip `max_contacts` above this is reported: each contact is a device that may call.
     pub max_contacts: u32,
+    /// Minimum firmware per vendor and model (`[[audit.firmware]]`), applied to the
+    /// `user_agent` of inventory records and by [`crate::audit_firmware`] to devices seen
+    /// registering. Default: none, so no firmware is judged.
+    pub firmware: Vec<FirmwareRule>,
 }
 
 impl Default for AuditOptions {
@@ -168,6 +174,7 @@ impl Default for AuditOptions {
             // runs dozens in parallel through one stolen credential.
             max_call_limit: 10,
             max_contacts: 3,
+            firmware: Vec::new(),
         }
     }
 }
@@ -235,6 +242,7 @@ pub fn audit_inventory(inv: &Inventory, options: &AuditOptions) -> Vec<Finding> 
         BTreeMap::new();
     for (ext, weaknesses) in inv.extensions.iter().zip(password_weaknesses) {
         let subject = extension_subject(ext);
+        default_login_findings(ext, &subject, &mut findings);
         match &ext.secret {
             Some(Credential::Plain(secret)) => {
                 for weakness in weaknesses {
@@ -324,6 +332,20 @@ pub fn audit_inventory(inv: &Inventory, options: &AuditOptions) -> Vec<Finding> 
     for ((platform, name), (reason, users)) in unresolved {
         findings.push(unresolved_acl(inv, platform, &name, &reason, &users));
     }
+
+    let devices: Vec<Device<'_>> = inv
+        .extensions
+        .iter()
+        .filter_map(|ext| {
+            Some(Device {
+                subject: extension_subject(ext),
+                user_agent: ext.user_agent.as_deref()?,
+                ip: None,
+                last_seen: None,
+            })
+        })
+        .collect();
+    findings.extend(firmware_findings(&devices, &options.firmware));
 
     for (_, group) in by_digest {
         if group.len() < 2 {
@@ -502,14 +524,57 @@ fn unresolved_acl(
     }
 }
 
-/// "a, b, c and 4 more".
-fn list_some(items: &[&str], at_most: usize) -> String {
-    let shown: Vec<&str> = items.iter().take(at_most).copied().collect();
-    let mut text = shown.join(", ");
-    if items.len() > at_most {
-        text.push_str(&format!(" and {} more", items.len() - at_most));
+/// `default_device_credential`: a SIP password that is a phone's factory-default
+/// password, or a phone web login (CSV/JSON `device_user`/`device_password`) that is still
+/// its factory default. Names vendors only, never a password or user name.
+fn default_login_findings(ext: &ImportedExtension, subject: &str, findings: &mut Vec<Finding>) {
+    if let Some(Credential::Plain(secret)) = &ext.secret {
+        let vendors = vendors_using_password(secret.expose());
+        if !vendors.is_empty() {
+            findings.push(
+                Finding::new(
+                    Severity::Critical,
+                    "default_device_credential",
+                    subject,
+                    format!(
+                        "the SIP password is a factory-default device password (of {} devices): scanners try these first",
+                        vendors.join(", ")
+                    ),
+                    "replace it with a generated password (tollgate passwd)",
+                )
+                .replacing(Replace::SipPassword),
+            );
+        }
     }
-    text
+    let Some(password) = &ext.device_password else {
+        return;
+    };
+    let vendor = ext.user_agent.as_deref().and_then(vendor_of);
+    let matches = matching_logins(
+        vendor.as_deref(),
+        ext.device_user.as_deref(),
+        password.expose(),
+    );
+    if matches.is_empty() {
+        return;
+    }
+    let mut vendors: Vec<&str> = Vec::new();
+    for credential in &matches {
+        if !vendors.contains(&credential.vendor) {
+            vendors.push(credential.vendor);
+        }
+    }
+    // No user name either: for several vendors it is also the password.
+    findings.push(Finding::new(
+        Severity::Critical,
+        "default_device_credential",
+        subject,
+        format!(
+            "the phone's web login is still a factory default of {}: whoever reaches its web page can read or change its SIP account",
+            vendors.join(", ")
+        ),
+        "change the phone's web password, and keep its web interface off the internet",
+    ));
 }
 
 fn test_pattern<'a>(ext: &ImportedExtension, patterns: &'a [String]) -> Option<&'a str> {

@@ -4,7 +4,8 @@
 //! it came from (Asterisk, FreeSWITCH, CSV, JSON). It keeps only what the audit findings
 //! need: the credential (to judge it), the IP restriction (permit/deny, named ACLs and the
 //! acl files defining them, identify-by-IP), the context, a display name (for "test"/"demo"
-//! extensions) and the limits that may be unlimited.
+//! extensions), the limits that may be unlimited, and what a device list says about the
+//! phone (User-Agent, web admin login).
 //!
 //! INVARIANT: a plaintext credential lives only inside a [`Secret`], whose `Debug` and
 //! `Display` print `<redacted>` and which is not `Serialize`: formatting an [`Inventory`] for
@@ -149,6 +150,13 @@ pub struct ImportedExtension {
     pub call_limit: Option<u32>,
     /// pjsip AOR `max_contacts` over the endpoint's `aors`: how many devices may register.
     pub max_contacts: Option<u32>,
+    /// The SIP User-Agent of the extension's phone (CSV/JSON `user_agent`), for the
+    /// firmware and default-credential checks.
+    pub user_agent: Option<String>,
+    /// The phone's web admin login (CSV/JSON `device_user`, `device_password`), checked
+    /// against factory defaults.
+    pub device_user: Option<String>,
+    pub device_password: Option<Secret>,
 }
 
 impl ImportedExtension {
@@ -170,6 +178,9 @@ impl ImportedExtension {
             display_name: None,
             call_limit: None,
             max_contacts: None,
+            user_agent: None,
+            device_user: None,
+            device_password: None,
         }
     }
 

@@ -10,6 +10,8 @@
 //!   extensions, mailboxes, and a problem with file and line for everything unreadable.
 //! - [`acl`] resolves named ACLs (acl.conf, acl.conf.xml) and an extension's own
 //!   permit/deny into the networks really let in, and whether that restricts anything.
+//! - [`firmware`] reads SIP User-Agents (vendor, model, version) and finds devices below an
+//!   operator's minimum firmware; [`defaults`] knows phones' factory-default logins.
 //! - [`findings`] turns an inventory or a tollgate policy into findings (severity, code,
 //!   subject, evidence, fix); [`report`] renders them as a table, JSON or an HTML page.
 //!
@@ -18,7 +20,9 @@
 
 pub mod acl;
 pub mod credentials;
+pub mod defaults;
 pub mod findings;
+pub mod firmware;
 pub mod generate;
 pub mod import;
 pub mod inventory;
@@ -29,4 +33,7 @@ pub use credentials::{
     check_password, check_pin, keyed_digest, PasswordPolicy, PinPolicy, Weakness, WeaknessCode,
 };
 pub use findings::{audit_inventory, audit_policy, AuditOptions, Finding, Severity};
+pub use firmware::{
+    audit_firmware, parse_user_agent, FirmwareRule, SeenDevice, UserAgent, Version,
+};
 pub use generate::{generate_password, generate_pin, random_key, GenerateError};
