@@ -159,6 +159,9 @@ pub struct AuditOptions {
     /// `user_agent` of inventory records and by [`crate::audit_firmware`] to devices seen
     /// registering. Default: none, so no firmware is judged.
     pub firmware: Vec<FirmwareRule>,
+    /// Days without a registration or a call after which an extension is unused
+    /// ([`crate::audit_usage`]); 0 turns the check off. Default: 30.
+    pub unused_after_days: u32,
 }
 
 impl Default for AuditOptions {
@@ -175,6 +178,7 @@ impl Default for AuditOptions {
             max_call_limit: 10,
             max_contacts: 3,
             firmware: Vec::new(),
+            unused_after_days: 30,
         }
     }
 }

@@ -11,7 +11,8 @@
 //! - [`acl`] resolves named ACLs (acl.conf, acl.conf.xml) and an extension's own
 //!   permit/deny into the networks really let in, and whether that restricts anything.
 //! - [`firmware`] reads SIP User-Agents (vendor, model, version) and finds devices below an
-//!   operator's minimum firmware; [`defaults`] knows phones' factory-default logins.
+//!   operator's minimum firmware; [`defaults`] knows phones' factory-default logins;
+//!   [`usage`] finds extensions nobody has registered or called for weeks.
 //! - [`findings`] turns an inventory or a tollgate policy into findings (severity, code,
 //!   subject, evidence, fix); [`report`] renders them as a table, JSON or an HTML page.
 //!
@@ -27,6 +28,7 @@ pub mod generate;
 pub mod import;
 pub mod inventory;
 pub mod report;
+pub mod usage;
 
 pub use acl::{AclSet, AclVerdict};
 pub use credentials::{
@@ -37,3 +39,4 @@ pub use firmware::{
     audit_firmware, parse_user_agent, FirmwareRule, SeenDevice, UserAgent, Version,
 };
 pub use generate::{generate_password, generate_pin, random_key, GenerateError};
+pub use usage::{audit_usage, Activity};
