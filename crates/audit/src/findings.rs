@@ -11,7 +11,7 @@
 //! by extension names, and nothing here formats a [`crate::inventory::Secret`].
 
 use std::cmp::Ordering;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::str::FromStr;
 
@@ -20,9 +20,12 @@ use tollgate_core::number::DestinationClass;
 use tollgate_core::policy::{Limit, Limits};
 use tollgate_core::Policy;
 
+use crate::acl::{AclPlatform, AclVerdict, UnresolvedReason};
 use crate::credentials::{
     check_password, check_pin, keyed_digest, PasswordPolicy, PinPolicy, WeaknessCode,
 };
+use crate::defaults::{matching_logins, vendors_using_password};
+use crate::firmware::{firmware_findings, list_some, vendor_of, Device, FirmwareRule};
 use crate::generate::random_key;
 use crate::inventory::{Credential, ImportedExtension, Inventory, Mailbox, SourceKind};
 
@@ -107,7 +110,7 @@ pub struct Finding {
 }
 
 impl Finding {
-    fn new(
+    pub(crate) fn new(
         severity: Severity,
         code: impl Into<String>,
         subject: impl Into<String>,
@@ -152,6 +155,13 @@ pub struct AuditOptions {
     pub max_call_limit: u32,
     /// pjsip `max_contacts` above this is reported: each contact is a device that may call.
     pub max_contacts: u32,
+    /// Minimum firmware per vendor and model (`[[audit.firmware]]`), applied to the
+    /// `user_agent` of inventory records and by [`crate::audit_firmware`] to devices seen
+    /// registering. Default: none, so no firmware is judged.
+    pub firmware: Vec<FirmwareRule>,
+    /// Days without a registration or a call after which an extension is unused
+    /// ([`crate::audit_usage`]); 0 turns the check off. Default: 30.
+    pub unused_after_days: u32,
 }
 
 impl Default for AuditOptions {
@@ -167,6 +177,8 @@ impl Default for AuditOptions {
             // runs dozens in parallel through one stolen credential.
             max_call_limit: 10,
             max_contacts: 3,
+            firmware: Vec::new(),
+            unused_after_days: 30,
         }
     }
 }
@@ -229,8 +241,12 @@ pub fn audit_inventory(inv: &Inventory, options: &AuditOptions) -> Vec<Finding> 
         }
         _ => Vec::new(),
     });
+    // Named ACLs that could not be resolved, with the extensions naming them.
+    let mut unresolved: BTreeMap<(AclPlatform, String), (UnresolvedReason, Vec<String>)> =
+        BTreeMap::new();
     for (ext, weaknesses) in inv.extensions.iter().zip(password_weaknesses) {
         let subject = extension_subject(ext);
+        default_login_findings(ext, &subject, &mut findings);
         match &ext.secret {
             Some(Credential::Plain(secret)) => {
                 for weakness in weaknesses {
@@ -289,14 +305,19 @@ pub fn audit_inventory(inv: &Inventory, options: &AuditOptions) -> Vec<Finding> 
             None => {}
         }
 
-        if !ext.has_ip_restriction() && ext.identify.is_empty() {
-            findings.push(Finding::new(
-                Severity::Medium,
-                "no_ip_restriction",
-                subject.clone(),
-                "no permit, acl or identify: the extension may register and call from any address",
-                "restrict it to the networks its phones use (permit=, or an acl)",
-            ));
+        let verdict = inv.acls.resolve(ext);
+        if let AclVerdict::Unresolved(acls) = &verdict {
+            let platform = AclPlatform::of(ext.source).unwrap_or(AclPlatform::Asterisk);
+            for acl in acls {
+                unresolved
+                    .entry((platform, acl.name.clone()))
+                    .or_insert_with(|| (acl.reason.clone(), Vec::new()))
+                    .1
+                    .push(subject.trim_start_matches("extension ").to_string());
+            }
+        }
+        if !verdict.restricts() && ext.identify.is_empty() {
+            findings.push(no_ip_restriction(ext, &verdict, &subject));
         }
 
         if let Some(pattern) = test_pattern(ext, &options.test_patterns) {
@@ -311,6 +332,24 @@ pub fn audit_inventory(inv: &Inventory, options: &AuditOptions) -> Vec<Finding> 
 
         limit_findings(ext, &subject, options, &mut findings);
     }
+
+    for ((platform, name), (reason, users)) in unresolved {
+        findings.push(unresolved_acl(inv, platform, &name, &reason, &users));
+    }
+
+    let devices: Vec<Device<'_>> = inv
+        .extensions
+        .iter()
+        .filter_map(|ext| {
+            Some(Device {
+                subject: extension_subject(ext),
+                user_agent: ext.user_agent.as_deref()?,
+                ip: None,
+                last_seen: None,
+            })
+        })
+        .collect();
+    findings.extend(firmware_findings(&devices, &options.firmware));
 
     for (_, group) in by_digest {
         if group.len() < 2 {
@@ -376,6 +415,170 @@ pub fn audit_inventory(inv: &Inventory, options: &AuditOptions) -> Vec<Finding> 
 
     sort_findings(&mut findings);
     findings
+}
+
+/// `no_ip_restriction`: what lets the world in, and how to close it on that platform.
+fn no_ip_restriction(ext: &ImportedExtension, verdict: &AclVerdict, subject: &str) -> Finding {
+    let AclVerdict::Resolved(resolved) = verdict else {
+        return Finding::new(
+            Severity::Medium,
+            "no_ip_restriction",
+            subject,
+            "no permit, acl or identify: the extension may register and call from any address",
+            "restrict it to the networks its phones use (permit=, or an acl)",
+        );
+    };
+    let verb = if resolved.sources.len() == 1 {
+        "lets in"
+    } else {
+        "together let in"
+    };
+    let (why, fix) = match AclPlatform::of(ext.source) {
+        Some(AclPlatform::Asterisk) => (
+            " (Asterisk permits what no rule denies, and the last matching rule decides)",
+            "deny=0.0.0.0/0.0.0.0 first, then permit= only the networks its phones use",
+        ),
+        Some(AclPlatform::FreeSwitch) => (
+            " (FreeSWITCH: the most specific node decides, a /0 node never does, the list default covers the rest)",
+            "give the list default=\"deny\" and allow only the networks its phones use",
+        ),
+        None => ("", "permit only the networks its phones use"),
+    };
+    Finding::new(
+        Severity::Medium,
+        "no_ip_restriction",
+        subject,
+        format!(
+            "{} {verb} {}: the extension may register and call from almost any address{why}",
+            resolved.sources.join(" and "),
+            resolved.openness()
+        ),
+        fix,
+    )
+}
+
+/// `unknown_acl` (an acl file was imported but does not define the name) or
+/// `unresolved_acl` (nothing to resolve it against, or entries the audit cannot read).
+fn unresolved_acl(
+    inv: &Inventory,
+    platform: AclPlatform,
+    name: &str,
+    reason: &UnresolvedReason,
+    users: &[String],
+) -> Finding {
+    let users: Vec<&str> = users.iter().map(String::as_str).collect();
+    let named_by = format!(
+        "named by {} {}",
+        if users.len() == 1 {
+            "extension"
+        } else {
+            "extensions"
+        },
+        list_some(&users, 10)
+    );
+    let subject = format!("{platform} acl \"{name}\"");
+    match reason {
+        UnresolvedReason::NotDefined => {
+            let files: Vec<String> = inv
+                .acls
+                .files(platform)
+                .iter()
+                .map(|f| f.display().to_string())
+                .collect();
+            let consequence = match platform {
+                AclPlatform::Asterisk => "Asterisk refuses every address through an undefined named ACL",
+                AclPlatform::FreeSwitch => "FreeSWITCH lets no address through a list it does not know",
+            };
+            Finding::new(
+                Severity::Medium,
+                "unknown_acl",
+                subject,
+                format!(
+                    "{named_by}, but not defined in any acl file imported ({}): {consequence}, so these extensions cannot be used, unless it comes from a file the audit did not read",
+                    files.join(", ")
+                ),
+                format!(
+                    "define it in {}, or correct the name",
+                    platform.acl_file()
+                ),
+            )
+        }
+        UnresolvedReason::NoAclFile => Finding::new(
+            Severity::Info,
+            "unresolved_acl",
+            subject,
+            format!(
+                "{named_by}; no {} was imported, so the audit takes it on trust as a restriction",
+                platform.acl_file()
+            ),
+            format!(
+                "import {} too, so the audit can check what the ACL lets in",
+                platform.acl_file()
+            ),
+        ),
+        UnresolvedReason::Opaque(what) => Finding::new(
+            Severity::Info,
+            "unresolved_acl",
+            subject,
+            format!(
+                "{named_by}; it has {what}, which the audit does not resolve, so it takes it on trust as a restriction"
+            ),
+            "check by hand which addresses it lets in",
+        ),
+    }
+}
+
+/// `default_device_credential`: a SIP password that is a phone's factory-default
+/// password, or a phone web login (CSV/JSON `device_user`/`device_password`) that is still
+/// its factory default. Names vendors only, never a password or user name.
+fn default_login_findings(ext: &ImportedExtension, subject: &str, findings: &mut Vec<Finding>) {
+    if let Some(Credential::Plain(secret)) = &ext.secret {
+        let vendors = vendors_using_password(secret.expose());
+        if !vendors.is_empty() {
+            findings.push(
+                Finding::new(
+                    Severity::Critical,
+                    "default_device_credential",
+                    subject,
+                    format!(
+                        "the SIP password is a factory-default device password (of {} devices): scanners try these first",
+                        vendors.join(", ")
+                    ),
+                    "replace it with a generated password (tollgate passwd)",
+                )
+                .replacing(Replace::SipPassword),
+            );
+        }
+    }
+    let Some(password) = &ext.device_password else {
+        return;
+    };
+    let vendor = ext.user_agent.as_deref().and_then(vendor_of);
+    let matches = matching_logins(
+        vendor.as_deref(),
+        ext.device_user.as_deref(),
+        password.expose(),
+    );
+    if matches.is_empty() {
+        return;
+    }
+    let mut vendors: Vec<&str> = Vec::new();
+    for credential in &matches {
+        if !vendors.contains(&credential.vendor) {
+            vendors.push(credential.vendor);
+        }
+    }
+    // No user name either: for several vendors it is also the password.
+    findings.push(Finding::new(
+        Severity::Critical,
+        "default_device_credential",
+        subject,
+        format!(
+            "the phone's web login is still a factory default of {}: whoever reaches its web page can read or change its SIP account",
+            vendors.join(", ")
+        ),
+        "change the phone's web password, and keep its web interface off the internet",
+    ));
 }
 
 fn test_pattern<'a>(ext: &ImportedExtension, patterns: &'a [String]) -> Option<&'a str> {

@@ -2,9 +2,10 @@
 //!
 //! This module owns the audit's view of an operator's existing PBX configuration, whatever
 //! it came from (Asterisk, FreeSWITCH, CSV, JSON). It keeps only what the audit findings
-//! need: the credential (to judge it), the IP restriction (permit/deny, named ACLs,
-//! identify-by-IP), the context, a display name (for "test"/"demo" extensions) and the
-//! limits that may be unlimited.
+//! need: the credential (to judge it), the IP restriction (permit/deny, named ACLs and the
+//! acl files defining them, identify-by-IP), the context, a display name (for "test"/"demo"
+//! extensions), the limits that may be unlimited, and what a device list says about the
+//! phone (User-Agent, web admin login).
 //!
 //! INVARIANT: a plaintext credential lives only inside a [`Secret`], whose `Debug` and
 //! `Display` print `<redacted>` and which is not `Serialize`: formatting an [`Inventory`] for
@@ -15,6 +16,8 @@ use std::fmt;
 use std::path::PathBuf;
 
 use ipnet::IpNet;
+
+use crate::acl::{Acl, AclSet, AclVerdict};
 
 /// A plaintext password or PIN read from a file.
 ///
@@ -125,9 +128,17 @@ pub struct ImportedExtension {
     pub permit: Vec<IpNet>,
     /// Networks refused (`deny`).
     pub deny: Vec<IpNet>,
-    /// Named ACLs applied (pjsip/sip.conf `acl`, FreeSWITCH `auth-acl`,
-    /// `apply-inbound-acl`); not resolved, so whether they restrict anything is unknown.
+    /// The extension's own rules as unnamed ACLs, in file order (pjsip `permit`/`deny`
+    /// and `contact_permit`/`contact_deny` are two; FreeSWITCH `cidr` and CSV
+    /// `permit`/`deny` an allow list): what [`AclSet::resolve`] evaluates. `permit` and
+    /// `deny` above are the same networks without their order.
+    pub own_acls: Vec<Acl>,
+    /// Named ACLs applied (pjsip/sip.conf `acl`, `contact_acl`, FreeSWITCH `auth-acl`,
+    /// `apply-inbound-acl`), resolved against the acl files imported (see
+    /// [`Inventory::resolve_acls`]).
     pub acl_names: Vec<String>,
+    /// What the ACLs let in, once [`Inventory::resolve_acls`] ran; `None` before.
+    pub acl_verdict: Option<AclVerdict>,
     /// Addresses a pjsip `identify` section matches to this endpoint (calls from them are
     /// accepted as this endpoint, without authentication).
     pub identify: Vec<IpNet>,
@@ -139,6 +150,13 @@ pub struct ImportedExtension {
     pub call_limit: Option<u32>,
     /// pjsip AOR `max_contacts` over the endpoint's `aors`: how many devices may register.
     pub max_contacts: Option<u32>,
+    /// The SIP User-Agent of the extension's phone (CSV/JSON `user_agent`), for the
+    /// firmware and default-credential checks.
+    pub user_agent: Option<String>,
+    /// The phone's web admin login (CSV/JSON `device_user`, `device_password`), checked
+    /// against factory defaults.
+    pub device_user: Option<String>,
+    pub device_password: Option<Secret>,
 }
 
 impl ImportedExtension {
@@ -152,19 +170,43 @@ impl ImportedExtension {
             secret: None,
             permit: Vec::new(),
             deny: Vec::new(),
+            own_acls: Vec::new(),
             acl_names: Vec::new(),
+            acl_verdict: None,
             identify: Vec::new(),
             context: None,
             display_name: None,
             call_limit: None,
             max_contacts: None,
+            user_agent: None,
+            device_user: None,
+            device_password: None,
         }
     }
 
-    /// Whether anything in the file limits where the extension may be used from. A named
-    /// ACL counts: it is not resolved, and the audit should say so rather than guess.
+    /// What the extension's ACLs let in: the stored verdict of
+    /// [`Inventory::resolve_acls`], or, before it ran, its own rules with every named ACL
+    /// taken on trust (no acl file known).
+    pub fn verdict(&self) -> AclVerdict {
+        match &self.acl_verdict {
+            Some(verdict) => verdict.clone(),
+            None => AclSet::default().resolve(self),
+        }
+    }
+
+    /// Whether its ACLs really limit where the extension may be used from: they keep
+    /// the internet out (see [`crate::acl`]), or a named ACL could not be resolved (taken
+    /// on trust; the audit says so).
     pub fn has_ip_restriction(&self) -> bool {
-        !self.permit.is_empty() || !self.acl_names.is_empty()
+        self.verdict().restricts()
+    }
+
+    /// The networks the extension may be used from, when its ACLs were resolved
+    /// ([`Inventory::resolve_acls`]) and restrict it: the `allowed_cidrs` a tollgate
+    /// policy for it should have (see [`AclVerdict::effective_permit`]). `None` when
+    /// unrestricted, unresolved, refusing every address, or not yet resolved.
+    pub fn effective_permit(&self) -> Option<&[IpNet]> {
+        self.acl_verdict.as_ref()?.effective_permit()
     }
 }
 
@@ -207,16 +249,30 @@ impl fmt::Display for ImportProblem {
 pub struct Inventory {
     pub extensions: Vec<ImportedExtension>,
     pub mailboxes: Vec<Mailbox>,
+    /// Named ACLs from acl.conf and acl.conf.xml.
+    pub acls: AclSet,
     pub problems: Vec<ImportProblem>,
 }
 
 impl Inventory {
     /// Appends `other`; nothing is deduplicated, since the same extension in two files is
-    /// itself worth reporting.
+    /// itself worth reporting. An ACL name defined in both is a problem (the first is kept).
     pub fn merge(&mut self, other: Inventory) {
         self.extensions.extend(other.extensions);
         self.mailboxes.extend(other.mailboxes);
         self.problems.extend(other.problems);
+        let duplicates = self.acls.merge(other.acls);
+        self.problems.extend(duplicates);
+    }
+
+    /// Resolves every extension's ACLs against the acl files imported so far and stores
+    /// the verdict (see [`ImportedExtension::effective_permit`]). Call it after the last
+    /// [`Inventory::merge`]: an ACL file merged later is not seen by earlier verdicts.
+    /// The audit itself does not need it: [`crate::audit_inventory`] resolves afresh.
+    pub fn resolve_acls(&mut self) {
+        for ext in &mut self.extensions {
+            ext.acl_verdict = Some(self.acls.resolve(ext));
+        }
     }
 
     pub(crate) fn problem(&mut self, location: Location, message: impl Into<String>) {

@@ -8,10 +8,11 @@ use std::path::{Path, PathBuf};
 
 use tollgate_audit::findings::{any_at_least, audit_inventory, audit_policy, Replace};
 use tollgate_audit::import::{
-    import_csv, import_freeswitch, import_pjsip, import_sip_conf, import_voicemail,
+    import_acl_conf, import_csv, import_freeswitch, import_json, import_pjsip, import_sip_conf,
+    import_voicemail,
 };
 use tollgate_audit::inventory::{Credential, Inventory};
-use tollgate_audit::{AuditOptions, Finding, Severity};
+use tollgate_audit::{AuditOptions, Finding, FirmwareRule, Severity};
 use tollgate_core::policy::Limits;
 
 fn fixture(name: &str) -> PathBuf {
@@ -50,17 +51,22 @@ fn each_fixture_entry_gets_the_findings_it_deserves() {
             &["weak_password_too_short", "weak_password_contains_context"],
             &["no_ip_restriction", "test_extension"],
         ),
+        // deny=0.0.0.0/0.0.0.0 and no permit refuse every IPv4 address: restricted.
         (
             "extension 1002 (",
             "pjsip.conf",
-            &["no_ip_restriction", "many_contacts"],
-            &["weak_password_too_short", "weak_password_low_score"],
+            &["many_contacts"],
+            &[
+                "weak_password_too_short",
+                "weak_password_low_score",
+                "no_ip_restriction",
+            ],
         ),
         (
             "extension test (",
             "pjsip.conf",
-            &["test_extension", "credential_hashed", "no_ip_restriction"],
-            &[],
+            &["test_extension", "credential_hashed"],
+            &["no_ip_restriction"],
         ),
         (
             "extension provider (",
@@ -68,11 +74,17 @@ fn each_fixture_entry_gets_the_findings_it_deserves() {
             &[],
             &["no_ip_restriction"],
         ),
+        // permit=10.1.1.1 without a deny first restricts nothing: Asterisk permits by
+        // default.
         (
             "extension 2001 (",
             "pjsip.conf",
-            &["weak_password_common_password", "weak_password_too_short"],
-            &["no_ip_restriction"],
+            &[
+                "weak_password_common_password",
+                "weak_password_too_short",
+                "no_ip_restriction",
+            ],
+            &[],
         ),
         (
             "extension 101 (",
@@ -201,8 +213,31 @@ fn each_fixture_entry_gets_the_findings_it_deserves() {
 
 #[test]
 fn no_finding_shows_a_secret() {
-    let inv = everything();
-    let findings = audit_inventory(&inv, &AuditOptions::default());
+    let mut inv = everything();
+    inv.merge(import_csv(fixture("inventory-devices.csv")));
+    inv.merge(import_json(fixture("inventory-devices.json")));
+    inv.merge(import_acl_conf(fixture("acl.conf")));
+    inv.merge(import_pjsip(fixture("pjsip-acl.conf")));
+    inv.merge(import_freeswitch(fixture("freeswitch-conf")));
+    let options = AuditOptions {
+        firmware: vec![FirmwareRule {
+            vendor: "Yealink".into(),
+            model: None,
+            min_version: "99".into(),
+            note: None,
+        }],
+        ..AuditOptions::default()
+    };
+    let findings = audit_inventory(&inv, &options);
+    for code in [
+        "default_device_credential",
+        "outdated_firmware",
+        "unrecognized_user_agent",
+        "unknown_acl",
+        "unresolved_acl",
+    ] {
+        assert!(findings.iter().any(|f| f.code == code), "no {code}");
+    }
     let ids: Vec<&str> = inv
         .extensions
         .iter()
@@ -214,14 +249,22 @@ fn no_finding_shows_a_secret() {
         .iter()
         .filter_map(|e| e.secret.as_ref().and_then(Credential::plaintext))
         .chain(inv.mailboxes.iter().filter_map(|m| m.pin.plaintext()))
+        .chain(
+            inv.extensions
+                .iter()
+                .filter_map(|e| e.device_password.as_ref()),
+        )
         .map(|s| s.expose().to_string())
         // A PIN equal to its mailbox number is public through the subject itself.
         .filter(|s| s.len() >= 4 && !ids.contains(&s.as_str()))
         .collect();
     assert!(secrets.len() >= 8, "{secrets:?}");
+    for public_default in ["admin", "0000"] {
+        assert!(secrets.iter().any(|s| s == public_default), "{secrets:?}");
+    }
     for finding in &findings {
         let text = format!(
-            "{} {} {} {}",
+            "{} {} {} {} {finding:?}",
             finding.code, finding.subject, finding.evidence, finding.fix
         );
         for secret in &secrets {

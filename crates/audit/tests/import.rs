@@ -7,7 +7,8 @@
 use std::path::{Path, PathBuf};
 
 use tollgate_audit::import::{
-    import_csv, import_freeswitch, import_json, import_pjsip, import_sip_conf, import_voicemail,
+    import_acl_conf, import_csv, import_freeswitch, import_json, import_pjsip, import_sip_conf,
+    import_voicemail,
 };
 use tollgate_audit::inventory::{Credential, ImportedExtension, Inventory, Mailbox, SourceKind};
 use tollgate_audit::{check_password, check_pin, PasswordPolicy, PinPolicy, WeaknessCode};
@@ -138,7 +139,8 @@ fn pjsip_endpoints_with_templates_auth_and_acl() {
     );
     assert!(e.permit.is_empty());
     assert_eq!(nets(&e.deny), ["0.0.0.0/0"]);
-    assert!(!e.has_ip_restriction());
+    // deny=0.0.0.0/0 alone refuses every IPv4 address: restricted (unusable), not open.
+    assert!(e.has_ip_restriction());
     assert_eq!(
         e.max_contacts,
         Some(5),
@@ -231,6 +233,7 @@ fn pjsip_broken_lines_are_reported_with_file_and_line() {
 fn unreadable_file_is_one_problem_naming_it() {
     let path = fixture("no-such-file.conf");
     for inv in [
+        import_acl_conf(&path),
         import_pjsip(&path),
         import_sip_conf(&path),
         import_voicemail(&path),
@@ -459,7 +462,14 @@ fn formatting_an_inventory_never_shows_a_fixture_secret() {
     all.merge(import_csv(fixture("inventory.csv")));
     all.merge(import_csv(fixture("inventory-unknown-column.csv")));
     all.merge(import_json(fixture("inventory.json")));
+    all.merge(import_csv(fixture("inventory-devices.csv")));
+    all.merge(import_json(fixture("inventory-devices.json")));
+    all.merge(import_acl_conf(fixture("acl.conf")));
+    all.merge(import_pjsip(fixture("pjsip-acl.conf")));
+    all.merge(import_freeswitch(fixture("freeswitch-conf")));
+    all.resolve_acls();
     assert!(!all.extensions.is_empty() && !all.mailboxes.is_empty() && !all.problems.is_empty());
+    assert!(all.extensions.iter().any(|e| e.device_password.is_some()));
 
     let shown = format!("{all:?} {all:#?}");
     let problems: String = all.problems.iter().map(|p| format!("{p}\n")).collect();
@@ -486,6 +496,18 @@ fn formatting_an_inventory_never_shows_a_fixture_secret() {
         "Jm3!vQ8#rT5wX2kN",
         "Bq6#nW1!xR4tY8mK",
         "not-read",
+        // inventory-devices.csv and .json: SIP passwords and phone web passwords.
+        "Wq8#zT3!mK6vR2xL",
+        "Hn4!pX7#sD2qL9zR",
+        "Rt5#kW8!nB3vX6pM",
+        "Kp2#vN8!xR5tQ7mW",
+        "Jd6!qM3#wT8zK4nP",
+        "Bv7#rL2!xN9kW5sQ",
+        "Tz3!hF8#mQ5vR1cX",
+        "Yq4#nD7!kS2wL8mB",
+        "Mf5#tR9!wK2xL7qZ",
+        "Xc3!nW8#pL5vT2kR",
+        "22222",
     ];
     for secret in secrets {
         assert!(!shown.contains(secret), "{secret:?} shown by Debug");
@@ -500,8 +522,16 @@ fn formatting_an_inventory_never_shows_a_fixture_secret() {
 #[test]
 fn truncated_fixtures_never_panic() {
     type Importer = fn(&Path) -> Inventory;
-    let cases: [(&str, &str, Importer); 6] = [
+    let cases: [(&str, &str, Importer); 10] = [
+        ("inventory-devices.csv", "csv", |p| import_csv(p)),
+        ("inventory-devices.json", "json", |p| import_json(p)),
         ("pjsip.conf", "conf", |p| import_pjsip(p)),
+        ("acl.conf", "conf", |p| import_acl_conf(p)),
+        (
+            "freeswitch-conf/autoload_configs/acl.conf.xml",
+            "xml",
+            |p| import_freeswitch(p),
+        ),
         ("sip.conf", "conf", |p| import_sip_conf(p)),
         ("voicemail.conf", "conf", |p| import_voicemail(p)),
         ("freeswitch/1002.xml", "xml", |p| import_freeswitch(p)),

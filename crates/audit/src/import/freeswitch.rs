@@ -7,6 +7,12 @@
 //! `$${var}` and `${var}` values are preprocessor or channel variables the importer does
 //! not expand; a password given that way is recorded as unresolved, by name (the stock
 //! `$${default_password}` is "1234", so the audit must be able to point at it).
+//!
+//! The same reader takes the network lists of `autoload_configs/acl.conf.xml`
+//! (`<network-lists><list name default><node type cidr|host+mask|domain/>`) into the
+//! inventory's [`AclSet`](crate::acl::AclSet), so pointing it at the FreeSWITCH conf folder
+//! reads the directory and the lists the users' `auth-acl` names. A `domain=` node lets in
+//! the `cidr` of that domain's users; it is kept as unresolved.
 
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
@@ -15,6 +21,7 @@ use quick_xml::events::{BytesStart, Event};
 use quick_xml::{Reader, XmlVersion};
 
 use super::{list_items, parse_net};
+use crate::acl::{Acl, AclPlatform, AclRule, Sense};
 use crate::inventory::{
     Credential, ImportedExtension, Inventory, Location, Mailbox, Secret, SourceKind,
 };
@@ -78,6 +85,13 @@ struct User {
     vm_password: Option<(Credential, Location)>,
 }
 
+/// What is open while reading a file: a user, a network list.
+#[derive(Default)]
+struct State {
+    user: Option<User>,
+    list: Option<Acl>,
+}
+
 fn import_file(path: &Path, inventory: &mut Inventory) {
     let text = match std::fs::read_to_string(path) {
         Ok(text) => text,
@@ -91,26 +105,24 @@ fn import_file(path: &Path, inventory: &mut Inventory) {
     // Open elements, outermost first, to know whether a <param> belongs to a user's
     // <params> or to a domain's or group's.
     let mut stack: Vec<String> = Vec::new();
-    let mut user: Option<User> = None;
+    let mut state = State::default();
     loop {
         let start = usize::try_from(reader.buffer_position()).unwrap_or(usize::MAX);
         let location = Location::new(path, lines.line_of(start));
         match reader.read_event() {
             Ok(Event::Start(element)) => {
                 let name = local_name(&element);
-                open(&element, &name, &stack, &mut user, location, inventory);
+                open(&element, &name, &stack, &mut state, location, inventory);
                 stack.push(name);
             }
             Ok(Event::Empty(element)) => {
                 let name = local_name(&element);
-                open(&element, &name, &stack, &mut user, location, inventory);
-                if name == "user" {
-                    finish(&mut user, inventory);
-                }
+                open(&element, &name, &stack, &mut state, location, inventory);
+                close(&name, &mut state, inventory);
             }
             Ok(Event::End(_)) => {
-                if stack.pop().as_deref() == Some("user") {
-                    finish(&mut user, inventory);
+                if let Some(name) = stack.pop() {
+                    close(&name, &mut state, inventory);
                 }
             }
             Ok(Event::Eof) => break,
@@ -123,7 +135,9 @@ fn import_file(path: &Path, inventory: &mut Inventory) {
                     format!("malformed XML, the rest of the file is not read: {error}"),
                 );
                 // A user cut off by the error is kept: what was read of it is still true.
-                finish(&mut user, inventory);
+                // A list cut off is not: its missing nodes could change what it lets in.
+                finish(&mut state.user, inventory);
+                drop_list(&mut state, inventory);
                 return;
             }
         }
@@ -133,7 +147,148 @@ fn import_file(path: &Path, inventory: &mut Inventory) {
             Location::new(path, lines.line_of(text.len())),
             format!("malformed XML: <{}> is never closed", stack.join("> <")),
         );
-        finish(&mut user, inventory);
+        finish(&mut state.user, inventory);
+        drop_list(&mut state, inventory);
+    }
+}
+
+/// An element ends: a user or a list is complete.
+fn close(name: &str, state: &mut State, inventory: &mut Inventory) {
+    match name {
+        "user" => finish(&mut state.user, inventory),
+        "list" => {
+            if let Some(list) = state.list.take() {
+                if let Err(problem) = inventory.acls.add(AclPlatform::FreeSwitch, list) {
+                    inventory.problems.push(problem);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+fn drop_list(state: &mut State, inventory: &mut Inventory) {
+    if let Some(list) = state.list.take() {
+        inventory.problem(
+            list.location,
+            format!(
+                "network list \"{}\" is cut off by the error and not used",
+                list.name
+            ),
+        );
+    }
+}
+
+/// FreeSWITCH's `switch_true` for a list default or node type: `allow` (and the other
+/// true words) permits, anything else denies; `None` for a word that is neither.
+fn sense_of(value: &str) -> Option<Sense> {
+    let value = value.trim().to_ascii_lowercase();
+    match value.as_str() {
+        "allow" | "yes" | "on" | "true" | "t" | "enabled" | "active" => Some(Sense::Permit),
+        "deny" | "no" | "off" | "false" | "f" | "disabled" | "inactive" => Some(Sense::Deny),
+        number => match number.parse::<i64>() {
+            Ok(0) => Some(Sense::Deny),
+            Ok(_) => Some(Sense::Permit),
+            Err(_) => None,
+        },
+    }
+}
+
+/// The sense of a `default` or `type` attribute; absent means `absent`, unreadable is a
+/// problem and reads as deny (what FreeSWITCH makes of it).
+fn sense_attribute(
+    element: &BytesStart<'_>,
+    name: &str,
+    absent: Sense,
+    location: &Location,
+    inventory: &mut Inventory,
+) -> Sense {
+    match attribute(element, name) {
+        Ok(None) => absent,
+        Ok(Some(value)) => sense_of(&value).unwrap_or_else(|| {
+            inventory.problem(
+                location.clone(),
+                format!(
+                    "{name} \"{value}\" is neither allow nor deny; FreeSWITCH reads it as deny"
+                ),
+            );
+            Sense::Deny
+        }),
+        Err(message) => {
+            inventory.problem(location.clone(), message);
+            Sense::Deny
+        }
+    }
+}
+
+/// A `<list>` of `<network-lists>` starts.
+fn open_list(
+    element: &BytesStart<'_>,
+    state: &mut State,
+    location: Location,
+    inventory: &mut Inventory,
+) {
+    if state.list.is_some() {
+        inventory.problem(location, "<list> inside another <list>");
+        return;
+    }
+    let name = match attribute(element, "name") {
+        Ok(Some(name)) if !name.trim().is_empty() => name,
+        Ok(_) => {
+            // FreeSWITCH skips it too, but silently.
+            inventory.problem(location, "<list> without a name is ignored");
+            return;
+        }
+        Err(message) => {
+            inventory.problem(location, message);
+            return;
+        }
+    };
+    // FreeSWITCH: a list without `default` allows.
+    let default = sense_attribute(element, "default", Sense::Permit, &location, inventory);
+    state.list = Some(Acl::freeswitch(name, location, default));
+}
+
+/// A `<node>` of a list.
+fn add_node(
+    element: &BytesStart<'_>,
+    list: &mut Acl,
+    location: Location,
+    inventory: &mut Inventory,
+) {
+    let sense = sense_attribute(element, "type", list.default, &location, inventory);
+    let read = |key: &str, inventory: &mut Inventory| match attribute(element, key) {
+        Ok(value) => value,
+        Err(message) => {
+            inventory.problem(location.clone(), message);
+            None
+        }
+    };
+    let (cidr, host, mask, domain) = (
+        read("cidr", inventory),
+        read("host", inventory),
+        read("mask", inventory),
+        read("domain", inventory),
+    );
+    if let Some(domain) = domain {
+        list.unresolved.push(format!(
+            "a domain=\"{domain}\" node (the cidr of that domain's users)"
+        ));
+        return;
+    }
+    let items: Vec<String> = match (cidr, host, mask) {
+        (Some(cidr), _, _) => list_items(&cidr).map(str::to_string).collect(),
+        (None, Some(host), Some(mask)) => vec![format!("{}/{}", host.trim(), mask.trim())],
+        _ => {
+            inventory.problem(location, "<node> without cidr, host and mask, or domain");
+            return;
+        }
+    };
+    for item in items {
+        match parse_net(&item) {
+            Ok(net) => list.rules.push(AclRule { sense, net }),
+            Err(message) => inventory.problem(location.clone(), format!("node: {message}")),
+        }
     }
 }
 
@@ -158,7 +313,7 @@ fn open(
     element: &BytesStart<'_>,
     name: &str,
     stack: &[String],
-    user: &mut Option<User>,
+    state: &mut State,
     location: Location,
     inventory: &mut Inventory,
 ) {
@@ -168,7 +323,18 @@ fn open(
         .checked_sub(2)
         .and_then(|i| stack.get(i))
         .map(String::as_str);
+    let user = &mut state.user;
     match name {
+        "network-lists" => inventory
+            .acls
+            .file_read(AclPlatform::FreeSwitch, location.file.clone()),
+        "list" if parent == Some("network-lists") => open_list(element, state, location, inventory),
+        "node" if parent == Some("list") => {
+            // Without a list, it was refused (no name); its problem covers the nodes.
+            if let Some(list) = state.list.as_mut() {
+                add_node(element, list, location, inventory);
+            }
+        }
         "user" => {
             if user.is_some() {
                 inventory.problem(location, "<user> inside another <user>");
@@ -273,9 +439,18 @@ fn credential(value: String) -> Credential {
 }
 
 fn finish(user: &mut Option<User>, inventory: &mut Inventory) {
-    let Some(user) = user.take() else {
+    let Some(mut user) = user.take() else {
         return;
     };
+    if !user.extension.permit.is_empty() {
+        let acl = Acl::allow_list(
+            "cidr",
+            user.extension.location.clone(),
+            &user.extension.permit,
+            &[],
+        );
+        user.extension.own_acls.push(acl);
+    }
     if let Some((pin, location)) = user.vm_password {
         inventory.mailboxes.push(Mailbox {
             mailbox: user.extension.id.clone(),

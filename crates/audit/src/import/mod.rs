@@ -10,12 +10,15 @@
 //! - [`import_pjsip`]: Asterisk `pjsip.conf` (endpoint, auth, aor, identify; templates).
 //! - [`import_sip_conf`]: Asterisk chan_sip `sip.conf` peers and friends.
 //! - [`import_voicemail`]: Asterisk `voicemail.conf` mailboxes and PINs.
-//! - [`import_freeswitch`]: a FreeSWITCH directory (one XML file or a folder of them).
+//! - [`import_acl_conf`]: Asterisk `acl.conf` named ACLs.
+//! - [`import_freeswitch`]: a FreeSWITCH directory (one XML file or a folder of them, such
+//!   as the whole conf folder), with the network lists of `acl.conf.xml`.
 //! - [`import_csv`] and [`import_json`]: tollgate's own simple inventory schema.
 //!
 //! INVARIANT: no problem message quotes a value that may be a secret; messages quote keys,
 //! section names and the non-secret values that failed to parse (addresses, numbers).
 
+mod acl_conf;
 mod asterisk;
 mod freeswitch;
 mod pjsip;
@@ -27,6 +30,7 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
+pub use acl_conf::import_acl_conf;
 pub use freeswitch::import_freeswitch;
 pub use pjsip::import_pjsip;
 pub use sip_conf::import_sip_conf;

@@ -11,6 +11,7 @@ use std::path::Path;
 
 use super::asterisk::{self, Resolved};
 use super::{list_items, parse_net};
+use crate::acl::{Acl, Sense};
 use crate::inventory::{Credential, ImportedExtension, Inventory, Secret, SourceKind};
 
 /// Reads a pjsip.conf (and its includes).
@@ -145,37 +146,56 @@ pub fn import_pjsip(path: impl AsRef<Path>) -> Inventory {
 /// `permit`, `deny` and `acl` of an endpoint or peer, and the contact ACLs (pjsip
 /// `contact_permit`, sip.conf `contactpermit`, ...), which limit the addresses a device may
 /// register from: for the audit's "IP-restricted registration" both kinds count.
+///
+/// The lines are kept in order as two unnamed ACLs (the endpoint's and the contact one),
+/// since Asterisk applies each ACL's rules in order; `permit`/`deny` of the extension get
+/// the same networks without order (a `!`-inverted item goes to the other list).
 pub(crate) fn read_acl(
     section: &Resolved,
     extension: &mut ImportedExtension,
     inventory: &mut Inventory,
 ) {
-    let keys = [
-        ("permit", true),
-        ("contact_permit", true),
-        ("contactpermit", true),
-        ("deny", false),
-        ("contact_deny", false),
-        ("contactdeny", false),
-    ];
-    for (key, into_permit) in keys {
-        for entry in section.all(key) {
-            for item in list_items(&entry.value) {
-                match parse_net(item) {
-                    Ok(net) if into_permit => extension.permit.push(net),
-                    Ok(net) => extension.deny.push(net),
-                    Err(message) => {
-                        inventory.problem(entry.location.clone(), format!("{key}: {message}"))
+    let (endpoint_name, contact_name) = if extension.source == SourceKind::SipConf {
+        ("permit/deny", "contactpermit/contactdeny")
+    } else {
+        ("permit/deny", "contact_permit/contact_deny")
+    };
+    let mut endpoint = Acl::asterisk(endpoint_name, false, section.location.clone());
+    let mut contact = Acl::asterisk(contact_name, false, section.location.clone());
+    for entry in &section.entries {
+        let key = entry.key.to_ascii_lowercase();
+        let (acl, sense) = match key.as_str() {
+            "permit" => (&mut endpoint, Sense::Permit),
+            "deny" => (&mut endpoint, Sense::Deny),
+            "contact_permit" | "contactpermit" => (&mut contact, Sense::Permit),
+            "contact_deny" | "contactdeny" => (&mut contact, Sense::Deny),
+            "acl" | "contact_acl" | "contactacl" => {
+                extension
+                    .acl_names
+                    .extend(list_items(&entry.value).map(str::to_string));
+                continue;
+            }
+            _ => continue,
+        };
+        for item in list_items(&entry.value) {
+            match acl.push_asterisk_item(sense, item) {
+                Ok(()) => {
+                    if let Some(rule) = acl.rules.last() {
+                        match rule.sense {
+                            Sense::Permit => extension.permit.push(rule.net),
+                            Sense::Deny => extension.deny.push(rule.net),
+                        }
                     }
+                }
+                Err(message) => {
+                    inventory.problem(entry.location.clone(), format!("{key}: {message}"))
                 }
             }
         }
     }
-    for key in ["acl", "contact_acl", "contactacl"] {
-        for entry in section.all(key) {
-            extension
-                .acl_names
-                .extend(list_items(&entry.value).map(str::to_string));
+    for acl in [endpoint, contact] {
+        if !acl.rules.is_empty() {
+            extension.own_acls.push(acl);
         }
     }
 }

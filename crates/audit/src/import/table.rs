@@ -13,6 +13,12 @@
 //! | `deny`          | networks refused, same form                                     |
 //! | `context`       | dialplan context                                                |
 //! | `name`          | display name                                                    |
+//! | `user_agent`    | the phone's SIP User-Agent (firmware and default-login checks)  |
+//! | `device_user`   | the phone's web admin user name                                 |
+//! | `device_password` | the phone's web admin password (plaintext; checked against factory defaults) |
+//!
+//! `permit` and `deny` form an allow list: with any `permit`, only those networks (minus
+//! `deny`) may be used; without, everything but `deny`.
 //!
 //! CSV: a header row naming the columns (any order, any subset with `extension`). JSON: an
 //! array of objects with these fields; an unknown field or column is a problem (a typo in
@@ -24,11 +30,13 @@ use std::path::Path;
 use serde_json::Value;
 
 use super::parse_net;
+use crate::acl::Acl;
+use crate::firmware::MAX_USER_AGENT;
 use crate::inventory::{
     Credential, ImportedExtension, Inventory, Location, Mailbox, Secret, SourceKind,
 };
 
-const FIELDS: [&str; 8] = [
+const FIELDS: [&str; 11] = [
     "extension",
     "username",
     "password",
@@ -37,6 +45,9 @@ const FIELDS: [&str; 8] = [
     "deny",
     "context",
     "name",
+    "user_agent",
+    "device_user",
+    "device_password",
 ];
 
 /// One record, whatever the format. No `Debug`: it holds secrets as plain strings.
@@ -50,6 +61,9 @@ struct Row {
     deny: Option<String>,
     context: Option<String>,
     name: Option<String>,
+    user_agent: Option<String>,
+    device_user: Option<String>,
+    device_password: Option<String>,
 }
 
 impl Row {
@@ -64,6 +78,9 @@ impl Row {
             "deny" => &mut self.deny,
             "context" => &mut self.context,
             "name" => &mut self.name,
+            "user_agent" => &mut self.user_agent,
+            "device_user" => &mut self.device_user,
+            "device_password" => &mut self.device_password,
             _ => return false,
         };
         let value = value.trim();
@@ -82,6 +99,18 @@ fn add_row(row: Row, location: Location, source: SourceKind, inventory: &mut Inv
     extension.secret = row.password.map(|p| Credential::Plain(Secret::new(p)));
     extension.context = row.context.clone();
     extension.display_name = row.name;
+    extension.device_user = row.device_user;
+    extension.device_password = row.device_password.map(Secret::new);
+    match row.user_agent {
+        Some(ua) if ua.len() > MAX_USER_AGENT || ua.chars().any(char::is_control) => inventory
+            .problem(
+                location.clone(),
+                format!(
+                    "user_agent is longer than {MAX_USER_AGENT} bytes or has control characters; ignored"
+                ),
+            ),
+        ua => extension.user_agent = ua,
+    }
     for (field, value, into_permit) in [("permit", &row.permit, true), ("deny", &row.deny, false)] {
         for item in value.iter().flat_map(|v| v.split_whitespace()) {
             match parse_net(item) {
@@ -90,6 +119,14 @@ fn add_row(row: Row, location: Location, source: SourceKind, inventory: &mut Inv
                 Err(message) => inventory.problem(location.clone(), format!("{field}: {message}")),
             }
         }
+    }
+    if !(extension.permit.is_empty() && extension.deny.is_empty()) {
+        extension.own_acls.push(Acl::allow_list(
+            "permit/deny",
+            location.clone(),
+            &extension.permit,
+            &extension.deny,
+        ));
     }
     if let Some(pin) = row.voicemail_pin {
         inventory.mailboxes.push(Mailbox {
