@@ -35,6 +35,9 @@ pub struct RawPolicy {
     pub firewall: RawFirewall,
     #[serde(default)]
     pub monitor: RawMonitor,
+    /// What `tollgate audit` holds extensions and credentials to.
+    #[serde(default)]
+    pub audit: RawAudit,
     /// Where alerts go: the log, webhooks, e-mail, syslog (`tollgate-notify`'s settings).
     #[serde(default, skip_serializing)]
     pub alerts: tollgate_notify::ChannelsConfig,
@@ -375,4 +378,34 @@ pub struct RawExtension {
     pub schedule: Option<String>,
     pub max_call_duration: Option<RawDuration>,
     pub max_concurrent_calls: Option<u32>,
+}
+
+/// `[audit]`: the bar `tollgate audit` sets (every key optional; the audit's defaults
+/// otherwise).
+#[derive(Debug, Default, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAudit {
+    /// Lowest zxcvbn score of a SIP password, 0-4 (default 3).
+    pub min_password_score: Option<u8>,
+    /// Fewest characters of a SIP password (default 12).
+    pub min_password_length: Option<usize>,
+    /// Fewest digits of a voicemail PIN (default 6).
+    pub min_pin_length: Option<usize>,
+    /// Case-insensitive substrings of an id or name that mark a test extension.
+    pub test_patterns: Option<Vec<String>>,
+    /// No registration and no call for this long: unused (default "30d"; 0 turns it off).
+    pub unused_after: Option<RawDuration>,
+    /// Minimum firmware per vendor and model, for the User-Agents seen at registration.
+    #[serde(default)]
+    pub firmware: Vec<RawFirmwareRule>,
+}
+
+/// `[[audit.firmware]]`: e.g. `{ vendor = "Yealink", model = "T4", min_version = "66.86.0.160" }`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFirmwareRule {
+    pub vendor: String,
+    pub model: Option<String>,
+    pub min_version: String,
+    pub note: Option<String>,
 }

@@ -847,6 +847,89 @@ pub struct Settings {
     pub firewall: FirewallSettings,
     /// Alert channels, secret file paths made relative to the policy's directory.
     pub alerts: tollgate_notify::ChannelsConfig,
+    /// `[audit]`, checked.
+    pub audit: AuditSettings,
+}
+
+/// `[audit]` after checking; `None` keeps the audit's own default.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AuditSettings {
+    pub min_password_score: Option<u8>,
+    pub min_password_length: Option<usize>,
+    pub min_pin_length: Option<usize>,
+    pub test_patterns: Option<Vec<String>>,
+    pub unused_after_days: Option<u32>,
+    pub firmware: Vec<crate::raw::RawFirmwareRule>,
+}
+
+fn audit_from_raw(raw: &crate::raw::RawAudit, problems: &mut Vec<Problem>) -> AuditSettings {
+    let mut out = AuditSettings {
+        min_password_score: raw.min_password_score,
+        min_password_length: raw.min_password_length,
+        min_pin_length: raw.min_pin_length,
+        test_patterns: raw.test_patterns.clone(),
+        unused_after_days: None,
+        firmware: raw.firmware.clone(),
+    };
+    if raw.min_password_score.is_some_and(|s| s > 4) {
+        problems.push(Problem::new(
+            &["audit", "min_password_score"],
+            "a zxcvbn score is 0 to 4",
+        ));
+    }
+    if raw
+        .min_password_length
+        .is_some_and(|l| !(1..=128).contains(&l))
+    {
+        problems.push(Problem::new(
+            &["audit", "min_password_length"],
+            "must be 1 to 128",
+        ));
+    }
+    if raw.min_pin_length.is_some_and(|l| !(1..=20).contains(&l)) {
+        problems.push(Problem::new(
+            &["audit", "min_pin_length"],
+            "must be 1 to 20",
+        ));
+    }
+    if let Some(patterns) = &raw.test_patterns {
+        if patterns.iter().any(|p| p.trim().is_empty()) {
+            problems.push(Problem::new(
+                &["audit", "test_patterns"],
+                "an empty pattern would mark every extension",
+            ));
+        }
+    }
+    if let Some(d) = &raw.unused_after {
+        match parse_duration(d) {
+            Ok(s) => out.unused_after_days = Some((s / 86_400).min(u64::from(u32::MAX)) as u32),
+            Err(e) => problems.push(Problem::new(&["audit", "unused_after"], e)),
+        }
+    }
+    for (i, rule) in raw.firmware.iter().enumerate() {
+        let index = i.to_string();
+        if rule.vendor.trim().is_empty() {
+            problems.push(Problem::new(
+                &["audit", "firmware", &index, "vendor"],
+                "must not be empty",
+            ));
+        }
+        if !rule
+            .min_version
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_digit())
+        {
+            problems.push(Problem::new(
+                &["audit", "firmware", &index, "min_version"],
+                format!(
+                    "{:?} is not a version such as \"66.86.0.160\"",
+                    rule.min_version
+                ),
+            ));
+        }
+    }
+    out
 }
 
 /// The guard's rules and its log sources.
@@ -1426,6 +1509,7 @@ pub fn build(raw: &RawPolicy, base_dir: &Path) -> (Policy, Settings, Vec<Problem
     );
     let guard = guard_from_raw(&raw.guard, base_dir, &mut problems);
     let firewall = firewall_from_raw(&raw.firewall, &mut problems);
+    let audit = audit_from_raw(&raw.audit, &mut problems);
     let mut alerts = raw.alerts.clone();
     for webhook in &mut alerts.webhook {
         if let Some(file) = &mut webhook.secret_file {
@@ -1445,6 +1529,7 @@ pub fn build(raw: &RawPolicy, base_dir: &Path) -> (Policy, Settings, Vec<Problem
             guard,
             firewall,
             alerts,
+            audit,
         },
         problems,
         warnings,

@@ -7,21 +7,26 @@
 //! Replacement credentials are the only secrets this command ever prints, and only on
 //! request.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
+use chrono::Utc;
 use tollgate_audit::findings::{any_at_least, audit_inventory, audit_policy, Replace};
+use tollgate_audit::firmware::{audit_firmware, FirmwareRule, SeenDevice};
 use tollgate_audit::generate::{generate_password, generate_pin};
 use tollgate_audit::import::{
-    import_csv, import_freeswitch, import_json, import_pjsip, import_sip_conf, import_voicemail,
+    import_acl_conf, import_csv, import_freeswitch, import_json, import_pjsip, import_sip_conf,
+    import_voicemail,
 };
 use tollgate_audit::inventory::Inventory;
 use tollgate_audit::report::Report;
+use tollgate_audit::usage::{audit_usage, Activity};
 use tollgate_audit::{check_pin, AuditOptions, Finding, Severity};
-use tollgate_core::Policy;
+use tollgate_config::Loaded;
+use tollgate_store::{Durability, SqliteStore, Store};
 
 /// Length of a `--fix` SIP password: the same default as `tollgate passwd`.
 const FIX_PASSWORD_LENGTH: usize = 20;
@@ -37,6 +42,7 @@ pub enum Kind {
     Pjsip,
     Sip,
     Voicemail,
+    Acl,
     FreeSwitch,
     Csv,
     Json,
@@ -54,21 +60,20 @@ pub struct Source {
 pub fn parse_source(text: &str) -> Result<Source, String> {
     let Some((kind, path)) = text.split_once(':') else {
         return Err(format!(
-            "{text:?}: expected KIND:PATH, KIND one of pjsip, sip, voicemail, freeswitch, csv, json"
+            "{text:?}: expected KIND:PATH, KIND one of pjsip, sip, voicemail, acl, freeswitch, csv, json"
         ));
     };
     let kind = match kind.trim().to_ascii_lowercase().as_str() {
         "pjsip" => Kind::Pjsip,
         "sip" => Kind::Sip,
         "voicemail" => Kind::Voicemail,
+        "acl" => Kind::Acl,
         "freeswitch" => Kind::FreeSwitch,
         "csv" => Kind::Csv,
         "json" => Kind::Json,
-        other => {
-            return Err(format!(
-                "unknown kind {other:?} (expected pjsip, sip, voicemail, freeswitch, csv or json)"
-            ))
-        }
+        other => return Err(format!(
+            "unknown kind {other:?} (expected pjsip, sip, voicemail, acl, freeswitch, csv or json)"
+        )),
     };
     if path.is_empty() {
         return Err(format!("{text:?}: no path after the kind"));
@@ -84,6 +89,7 @@ fn import(source: &Source) -> Inventory {
         Kind::Pjsip => import_pjsip(&source.path),
         Kind::Sip => import_sip_conf(&source.path),
         Kind::Voicemail => import_voicemail(&source.path),
+        Kind::Acl => import_acl_conf(&source.path),
         Kind::FreeSwitch => import_freeswitch(&source.path),
         Kind::Csv => import_csv(&source.path),
         Kind::Json => import_json(&source.path),
@@ -97,23 +103,154 @@ pub struct Options<'a> {
     pub html: Option<&'a Path>,
     pub fail_on: Option<Severity>,
     pub fix: bool,
+    pub database: Option<&'a Path>,
+    pub unused_after: Option<u32>,
+    pub min_score: Option<u8>,
+    pub min_length: Option<usize>,
+    pub min_pin_length: Option<usize>,
+    pub test_patterns: &'a [String],
 }
 
-pub fn run(policy: Option<&Policy>, options: &Options<'_>) -> Result<ExitCode> {
+/// The audit's settings: its defaults, then the policy's `[audit]`, then the flags.
+fn audit_options(loaded: Option<&Loaded>, options: &Options<'_>) -> AuditOptions {
+    let mut out = AuditOptions::default();
+    if let Some(settings) = loaded.map(|l| &l.settings.audit) {
+        if let Some(v) = settings.min_password_score {
+            out.password.min_score = v;
+        }
+        if let Some(v) = settings.min_password_length {
+            out.password.min_length = v;
+        }
+        if let Some(v) = settings.min_pin_length {
+            out.pin.min_length = v;
+        }
+        if let Some(v) = &settings.test_patterns {
+            out.test_patterns = v.clone();
+        }
+        if let Some(v) = settings.unused_after_days {
+            out.unused_after_days = v;
+        }
+        out.firmware = settings
+            .firmware
+            .iter()
+            .map(|r| FirmwareRule {
+                vendor: r.vendor.clone(),
+                model: r.model.clone(),
+                min_version: r.min_version.clone(),
+                note: r.note.clone(),
+            })
+            .collect();
+    }
+    if let Some(v) = options.min_score {
+        out.password.min_score = v;
+    }
+    if let Some(v) = options.min_length {
+        out.password.min_length = v;
+    }
+    if let Some(v) = options.min_pin_length {
+        out.pin.min_length = v;
+    }
+    if !options.test_patterns.is_empty() {
+        out.test_patterns = options.test_patterns.to_vec();
+    }
+    if let Some(v) = options.unused_after {
+        out.unused_after_days = v;
+    }
+    out
+}
+
+/// What the store knows of registrations and calls, for the unused and firmware checks.
+struct History {
+    devices: Vec<SeenDevice>,
+    activity: Vec<Activity>,
+}
+
+fn read_history(path: &Path) -> Result<History> {
+    let store = SqliteStore::open(path, Durability::Normal)
+        .with_context(|| format!("cannot open the database {}", path.display()))?;
+    let registrations = store.registrations().context("cannot read registrations")?;
+    let last_calls = store.last_calls().context("cannot read calls")?;
+    let mut activity: BTreeMap<String, Activity> = BTreeMap::new();
+    let mut devices = Vec::new();
+    for r in registrations {
+        if let Some(ua) = &r.user_agent {
+            devices.push(SeenDevice {
+                extension: r.extension.clone(),
+                user_agent: ua.clone(),
+                ip: r.ip,
+                last_seen: r.at,
+            });
+        }
+        activity
+            .entry(r.extension.clone())
+            .or_insert_with(|| Activity {
+                extension: r.extension.clone(),
+                last_registration: None,
+                last_call: None,
+                created: None,
+            })
+            .last_registration = Some(r.at);
+    }
+    for (extension, at) in last_calls {
+        activity
+            .entry(extension.clone())
+            .or_insert_with(|| Activity {
+                extension,
+                last_registration: None,
+                last_call: None,
+                created: None,
+            })
+            .last_call = Some(at);
+    }
+    Ok(History {
+        devices,
+        activity: activity.into_values().collect(),
+    })
+}
+
+pub fn run(loaded: Option<&Loaded>, options: &Options<'_>) -> Result<ExitCode> {
     let mut inventory = Inventory::default();
     for source in options.sources {
         inventory.merge(import(source));
     }
+    inventory.resolve_acls();
     for problem in &inventory.problems {
         eprintln!("{problem}");
     }
 
-    let audit_options = AuditOptions::default();
+    let audit_options = audit_options(loaded, options);
     let mut findings = audit_inventory(&inventory, &audit_options);
-    if let Some(policy) = policy {
-        findings.extend(audit_policy(policy));
-        tollgate_audit::findings::sort_findings(&mut findings);
+    if let Some(loaded) = loaded {
+        findings.extend(audit_policy(&loaded.policy));
     }
+    // History: the named database, or the policy's when it exists.
+    let database = options.database.map(Path::to_path_buf).or_else(|| {
+        loaded
+            .map(|l| l.settings.server.database.clone())
+            .filter(|p| p.exists())
+    });
+    match &database {
+        Some(path) => {
+            let history = read_history(path)?;
+            findings.extend(audit_firmware(&history.devices, &audit_options.firmware));
+            let mut ids: BTreeSet<String> =
+                inventory.extensions.iter().map(|e| e.id.clone()).collect();
+            if let Some(loaded) = loaded {
+                ids.extend(loaded.policy.extensions.keys().cloned());
+            }
+            let ids: Vec<String> = ids.into_iter().collect();
+            findings.extend(audit_usage(
+                &ids,
+                &history.activity,
+                Utc::now(),
+                audit_options.unused_after_days,
+            ));
+        }
+        None => eprintln!(
+            "note: no database (--database, or --config with an existing one): unused extensions and the firmware of registered phones are not checked"
+        ),
+    }
+    tollgate_audit::findings::sort_findings(&mut findings);
     let report = Report::new(findings, &inventory.problems);
 
     if let Some(path) = options.html {

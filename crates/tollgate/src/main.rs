@@ -155,8 +155,8 @@ enum Command {
     /// Audit PBX configuration files (and a policy) for weak or reused credentials, weak
     /// PINs, missing IP restrictions, test extensions and unlimited settings.
     Audit {
-        /// A source, KIND:PATH with KIND pjsip, sip, voicemail, freeswitch, csv or json
-        /// (repeatable).
+        /// A source, KIND:PATH with KIND pjsip, sip, voicemail, acl (Asterisk acl.conf),
+        /// freeswitch (a conf directory), csv or json (repeatable).
         #[arg(long = "from", value_name = "KIND:PATH", value_parser = audit::parse_source,
               required_unless_present = "config")]
         from: Vec<audit::Source>,
@@ -175,6 +175,26 @@ enum Command {
         /// Print a generated replacement for each weak password and PIN.
         #[arg(long, conflicts_with = "json")]
         fix: bool,
+        /// tollgate's database, for registration and call history (unused extensions,
+        /// firmware of the phones seen); default: the policy's database, if it exists.
+        #[arg(long, value_name = "FILE")]
+        database: Option<PathBuf>,
+        /// Days without registration or call after which an extension is unused (0: off;
+        /// default: [audit] unused_after, else 30).
+        #[arg(long, value_name = "DAYS")]
+        unused_after: Option<u32>,
+        /// Lowest zxcvbn score of a SIP password, 0-4 (default: [audit], else 3).
+        #[arg(long, value_name = "SCORE", value_parser = clap::value_parser!(u8).range(0..=4))]
+        min_score: Option<u8>,
+        /// Fewest characters of a SIP password (default: [audit], else 12).
+        #[arg(long, value_name = "N")]
+        min_length: Option<usize>,
+        /// Fewest digits of a voicemail PIN (default: [audit], else 6).
+        #[arg(long, value_name = "N")]
+        min_pin_length: Option<usize>,
+        /// A substring marking test extensions (repeatable; replaces the defaults).
+        #[arg(long = "test-pattern", value_name = "TEXT")]
+        test_patterns: Vec<String>,
     },
 }
 
@@ -353,19 +373,31 @@ fn main() -> ExitCode {
             html,
             fail_on,
             fix,
+            database,
+            unused_after,
+            min_score,
+            min_length,
+            min_pin_length,
+            test_patterns,
         } => config
             .as_ref()
             .map(|path| load(Some(path)))
             .transpose()
             .and_then(|loaded| {
                 audit::run(
-                    loaded.as_ref().map(|l| &l.policy),
+                    loaded.as_ref(),
                     &audit::Options {
                         sources: &from,
                         json,
                         html: html.as_deref(),
                         fail_on,
                         fix,
+                        database: database.as_deref(),
+                        unused_after,
+                        min_score,
+                        min_length,
+                        min_pin_length,
+                        test_patterns: &test_patterns,
                     },
                 )
             }),
