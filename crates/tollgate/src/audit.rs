@@ -71,9 +71,11 @@ pub fn parse_source(text: &str) -> Result<Source, String> {
         "freeswitch" => Kind::FreeSwitch,
         "csv" => Kind::Csv,
         "json" => Kind::Json,
-        other => return Err(format!(
+        other => {
+            return Err(format!(
             "unknown kind {other:?} (expected pjsip, sip, voicemail, acl, freeswitch, csv or json)"
-        )),
+        ))
+        }
     };
     if path.is_empty() {
         return Err(format!("{text:?}: no path after the kind"));

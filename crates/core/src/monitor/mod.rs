@@ -528,6 +528,12 @@ impl Monitor {
         })
     }
 
+    /// Whether a rule in `mask` counts `metric`.
+    fn watches(&self, metric: Metric, mask: u64) -> bool {
+        (0..self.rule_count() as u16)
+            .any(|i| mask & (1 << i) != 0 && self.rule(i).is_some_and(|r| r.metric() == metric))
+    }
+
     fn mask_for(&self, destination: &Destination) -> u64 {
         let mut mask = 0u64;
         for i in 0..self.rule_count() as u16 {
@@ -599,7 +605,13 @@ impl Monitor {
             return;
         }
         call.answered = true;
-        let call = call.clone();
+        let mask = call.mask;
+        if !self.watches(Metric::Answered, mask) {
+            return;
+        }
+        let Some(call) = self.calls.get(call_id).cloned() else {
+            return;
+        };
         let trigger = Trigger {
             extension: Some(&call.extension),
             account: call.accounts.first().map(String::as_str),
@@ -755,10 +767,14 @@ impl Monitor {
     }
 
     fn state(&self, subject: &MonitorSubject) -> Option<&SubjectState> {
+        self.state_of(SubjectRef::from(subject))
+    }
+
+    fn state_of(&self, subject: SubjectRef<'_>) -> Option<&SubjectState> {
         match subject {
-            MonitorSubject::Extension(id) => self.extensions.get(id.as_str()),
-            MonitorSubject::Account(id) => self.accounts.get(id.as_str()),
-            MonitorSubject::Global => Some(&self.global),
+            SubjectRef::Extension(id) => self.extensions.get(id),
+            SubjectRef::Account(id) => self.accounts.get(id),
+            SubjectRef::Global => Some(&self.global),
         }
     }
 
@@ -800,8 +816,15 @@ impl Monitor {
             }
             _ => {}
         }
-        let measured = self.measure(rule_index, &subject.to_owned(), t, trigger.off_hours);
-        if let Some(measured) = measured {
+        let Some(measured) = self.measure(rule_index, subject, t, trigger.off_hours) else {
+            return;
+        };
+        // The common case, nothing to report and no incident going on, allocates nothing.
+        let open = self
+            .state_of(subject)
+            .and_then(|s| s.entries.iter().find(|e| e.rule == rule_index))
+            .is_some_and(|e| e.open_alert.is_some());
+        if open || level_of(measured.value, measured.levels).is_some() {
             self.transition(rule_index, subject.to_owned(), measured, Some(trigger), now);
         }
     }
@@ -810,13 +833,13 @@ impl Monitor {
     fn measure(
         &self,
         rule_index: u16,
-        subject: &MonitorSubject,
+        subject: SubjectRef<'_>,
         t: i64,
         off_hours: bool,
     ) -> Option<Measured> {
         let rule = self.rule(rule_index)?;
         let entry = self
-            .state(subject)?
+            .state_of(subject)?
             .entries
             .iter()
             .find(|e| e.rule == rule_index)?;
@@ -1140,7 +1163,7 @@ impl Monitor {
             }
             let (rule, subject, off_hours) =
                 (open.rule, open.alert.subject.clone(), open.off_hours);
-            let measured = self.measure(rule, &subject, t, off_hours);
+            let measured = self.measure(rule, SubjectRef::from(&subject), t, off_hours);
             let below = match &measured {
                 Some(m) => level_of(m.value, m.levels).is_none(),
                 None => true,
