@@ -154,7 +154,9 @@ impl AgiCall {
             })?,
             None => None,
         };
+        // An empty `ip=` is the dialplan's answer (no address), not a question.
         let ask = given_ip.is_none()
+            && !params.contains("ip")
             && env
                 .channel_type()
                 .is_some_and(|t| t.eq_ignore_ascii_case("PJSIP"));

@@ -99,6 +99,11 @@ impl Params {
         Ok(Params { pairs })
     }
 
+    /// Whether `name` was given, even empty.
+    pub fn contains(&self, name: &str) -> bool {
+        self.pairs.iter().any(|(n, _)| n == name)
+    }
+
     /// The value of `name`, `None` when absent or empty (an empty `${ANSWEREDTIME}` is no
     /// figure at all).
     pub fn get(&self, name: &str) -> Option<&str> {
