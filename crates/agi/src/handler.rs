@@ -181,9 +181,9 @@ impl AgiCall {
             .or_else(|| env.uniqueid())
             .ok_or(RequestError::Missing { what: "call id" })?;
         let duration_s = match params.get("billsec").or_else(|| env.arg(1)) {
-            Some(text) => Some(parse_seconds(text).ok_or(RequestError::BadNumber {
-                what: "billsec",
-            })?),
+            Some(text) => {
+                Some(parse_seconds(text).ok_or(RequestError::BadNumber { what: "billsec" })?)
+            }
             None => None,
         };
         let answered = match params.get("answered") {
@@ -270,11 +270,17 @@ mod tests {
         let (args, ask) = call("authorize", "agi_arg_1: bob\nagi_arg_2: 999\n")
             .authorize_args()
             .unwrap();
-        assert_eq!((args.extension.as_str(), args.number.as_str()), ("bob", "999"));
+        assert_eq!(
+            (args.extension.as_str(), args.number.as_str()),
+            ("bob", "999")
+        );
         assert!(ask);
 
         let (args, ask) = call("authorize?ip=", "").authorize_args().unwrap();
-        assert_eq!((args.extension.as_str(), args.number.as_str()), ("1001", "0044207"));
+        assert_eq!(
+            (args.extension.as_str(), args.number.as_str()),
+            ("1001", "0044207")
+        );
         assert_eq!(args.source_ip, None);
         assert!(!ask, "an empty ip= is an answer: no address");
     }
@@ -311,7 +317,10 @@ mod tests {
         let e = end("end", "agi_arg_1: 7\n").unwrap();
         assert_eq!((e.duration_s, e.answered), (Some(7), true));
         let e = end("end?billsec=0&answered=yes&call_id=abc", "").unwrap();
-        assert_eq!((e.call_id.as_str(), e.duration_s, e.answered), ("abc", Some(0), true));
+        assert_eq!(
+            (e.call_id.as_str(), e.duration_s, e.answered),
+            ("abc", Some(0), true)
+        );
         assert!(end("end?billsec=-1", "").is_err());
         assert!(end("end?billsec=99999999999", "").is_err());
         assert!(end("end?answered=maybe", "").is_err());

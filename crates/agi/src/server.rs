@@ -203,8 +203,7 @@ async fn session<H: AgiHandler>(
                     "error"
                 }
                 Ok(args) => {
-                    match tokio::time::timeout(settings.decision_timeout(), handler.end(args))
-                        .await
+                    match tokio::time::timeout(settings.decision_timeout(), handler.end(args)).await
                     {
                         Ok(Ok(())) => "ok",
                         Ok(Err(error)) => {

@@ -136,7 +136,10 @@ mod tests {
         assert!(!s.allows("127.0.0.1".parse().unwrap()));
         let err = toml::from_str::<AgiSettings>("listen_on = \"0.0.0.0:4573\"\n").unwrap_err();
         assert!(err.to_string().contains("unknown field"), "{err}");
-        assert_eq!(toml::from_str::<AgiSettings>("").unwrap(), AgiSettings::default());
+        assert_eq!(
+            toml::from_str::<AgiSettings>("").unwrap(),
+            AgiSettings::default()
+        );
     }
 
     #[test]

@@ -11,8 +11,7 @@ use std::time::{Duration, Instant};
 use support::{fast_settings, Asterisk, End, Env, Mode, Server, TestHandler};
 use tollgate_agi::{AgiSettings, AuthorizeArgs, EndArgs, MAX_SECONDS_CAP};
 
-const AUTHORIZE: &str =
-    "authorize?extension=1001&number=%2B442071234567&ip=203.0.113.45%3A5060";
+const AUTHORIZE: &str = "authorize?extension=1001&number=%2B442071234567&ip=203.0.113.45%3A5060";
 
 fn decision(asterisk: &Asterisk) -> (&str, &str, &str, &str) {
     (
@@ -62,7 +61,10 @@ async fn allow_sets_the_four_variables_decision_last() {
         }]
     );
     let summary = server.stop().await;
-    assert_eq!((summary.accepted, summary.completed, summary.failed), (1, 1, 0));
+    assert_eq!(
+        (summary.accepted, summary.completed, summary.failed),
+        (1, 1, 0)
+    );
 }
 
 #[tokio::test]
@@ -108,9 +110,10 @@ async fn positional_arguments_and_environment_fallbacks() {
     // No parameters and no arguments: caller id, extension, and the address asked of
     // Asterisk with GET VARIABLE (a function call: Asterisk evaluates names ending in `)`).
     let mut asterisk = Asterisk::new();
-    asterisk
-        .channel
-        .insert("CHANNEL(pjsip,remote_addr)".into(), "198.51.100.20:5060".into());
+    asterisk.channel.insert(
+        "CHANNEL(pjsip,remote_addr)".into(),
+        "198.51.100.20:5060".into(),
+    );
     asterisk
         .call(server.addr, &Env::asterisk20("authorize").bytes())
         .await;
@@ -122,7 +125,11 @@ async fn positional_arguments_and_environment_fallbacks() {
     let got = handler.authorized().pop().unwrap();
     assert_eq!(
         (got.extension.as_str(), got.number.as_str(), got.source_ip),
-        ("1001", "+442071234567", Some("198.51.100.20".parse().unwrap()))
+        (
+            "1001",
+            "+442071234567",
+            Some("198.51.100.20".parse().unwrap())
+        )
     );
 
     // Asterisk has no address (200 result=0): the handler is asked without one.
@@ -137,7 +144,10 @@ async fn positional_arguments_and_environment_fallbacks() {
     let mut asterisk = Asterisk::new();
     let env = Env::asterisk20("authorize").set("agi_type", "IAX2");
     asterisk.call(server.addr, &env.bytes()).await;
-    assert!(asterisk.commands.iter().all(|c| c.starts_with("SET VARIABLE")));
+    assert!(asterisk
+        .commands
+        .iter()
+        .all(|c| c.starts_with("SET VARIABLE")));
     server.stop().await;
 }
 
@@ -217,7 +227,11 @@ async fn a_slow_handler_gives_error_within_the_decision_timeout() {
     asterisk
         .call(server.addr, &Env::asterisk20(AUTHORIZE).bytes())
         .await;
-    assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
     assert_eq!(
         decision(&asterisk),
         (
@@ -282,7 +296,11 @@ async fn bad_requests_and_unknown_scripts_give_error_without_asking_the_handler(
         asterisk
             .call(server.addr, &Env::asterisk20(script).bytes())
             .await;
-        assert_eq!(decision(&asterisk), ("error", "0", code, reason), "{script}");
+        assert_eq!(
+            decision(&asterisk),
+            ("error", "0", code, reason),
+            "{script}"
+        );
     }
     // No agi_network_script at all (AGI(agi://127.0.0.1:4573)).
     let mut asterisk = Asterisk::new();
@@ -324,10 +342,7 @@ async fn reasons_cannot_inject_commands() {
 async fn codes_are_cleaned_and_seconds_capped() {
     struct Odd;
     impl tollgate_agi::AgiHandler for Odd {
-        async fn authorize(
-            &self,
-            _: AuthorizeArgs,
-        ) -> Result<tollgate_agi::AgiDecision, String> {
+        async fn authorize(&self, _: AuthorizeArgs) -> Result<tollgate_agi::AgiDecision, String> {
             Ok(tollgate_agi::AgiDecision {
                 allow: true,
                 max_seconds: u64::MAX,
@@ -384,7 +399,11 @@ async fn a_dead_channel_stops_the_script_quietly_and_other_refusals_fail_it() {
             .call(server.addr, &Env::asterisk20(AUTHORIZE).bytes())
             .await;
         assert_eq!(end, End::Closed);
-        assert_eq!(asterisk.commands.len(), 1, "stops at the first refusal: {reply}");
+        assert_eq!(
+            asterisk.commands.len(),
+            1,
+            "stops at the first refusal: {reply}"
+        );
     }
     // A multi-line usage block is read to its end before the script stops.
     let mut asterisk = Asterisk::new();
@@ -413,16 +432,18 @@ async fn many_calls_at_once() {
         calls.spawn(async move {
             let mut asterisk = Asterisk::new();
             let script = format!("{AUTHORIZE}&call_id=call-{i}");
-            asterisk
-                .call(addr, &Env::asterisk20(&script).bytes())
-                .await;
+            asterisk.call(addr, &Env::asterisk20(&script).bytes()).await;
             asterisk.var("TOLLGATE_DECISION").map(str::to_owned)
         });
     }
     while let Some(result) = calls.join_next().await {
         assert_eq!(result.unwrap().as_deref(), Some("allow"));
     }
-    let mut ids: Vec<String> = handler.authorized().into_iter().map(|a| a.call_id).collect();
+    let mut ids: Vec<String> = handler
+        .authorized()
+        .into_iter()
+        .map(|a| a.call_id)
+        .collect();
     ids.sort();
     ids.dedup();
     assert_eq!(ids.len(), 50);

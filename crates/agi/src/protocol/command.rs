@@ -289,10 +289,7 @@ mod tests {
             line("520 End of proper usage."),
             Some(ReplyLine::Final(Reply::Usage))
         );
-        assert_eq!(
-            line("HANGUP"),
-            Some(ReplyLine::Hangup)
-        );
+        assert_eq!(line("HANGUP"), Some(ReplyLine::Hangup));
         assert_eq!(
             line("599"),
             Some(ReplyLine::Final(Reply::Other { code: 599 }))

@@ -230,9 +230,7 @@ fn valid_name(name: &[u8]) -> bool {
     name.len() <= MAX_NAME_BYTES
         && name.len() > "agi_".len()
         && name.starts_with(b"agi_")
-        && name
-            .iter()
-            .all(|&b| b.is_ascii_alphanumeric() || b == b'_')
+        && name.iter().all(|&b| b.is_ascii_alphanumeric() || b == b'_')
 }
 
 #[cfg(test)]

@@ -168,7 +168,10 @@ mod tests {
             split_network_script("authorise?x"),
             (Script::Unknown("authorise".into()), "x")
         );
-        assert_eq!(split_network_script(""), (Script::Unknown(String::new()), ""));
+        assert_eq!(
+            split_network_script(""),
+            (Script::Unknown(String::new()), "")
+        );
         let (long, _) = split_network_script(&"a\u{7}".repeat(100));
         assert_eq!(long.name().chars().count(), 64);
         assert!(!long.name().contains('\u{7}'));
