@@ -10,7 +10,7 @@
 //! | `call_id` | `call_id=` | else `agi_uniqueid` |
 //! | `extension` | `extension=` | else `agi_arg_1`, else `agi_callerid` |
 //! | `number` | `number=` | else `agi_arg_2`, else `agi_extension` |
-//! | `source_ip` | `ip=` | else `agi_arg_3`, else (PJSIP channels) `GET VARIABLE CHANNEL(pjsip,remote_addr)` |
+//! | `source_ip` | `ip=` (empty: none) | else `agi_arg_3`, else (PJSIP channels, no `ip=` at all) `GET VARIABLE CHANNEL(pjsip,remote_addr)` |
 //! | `channel` | | `agi_channel` |
 //!
 //! | field | `end` | from |
