@@ -36,6 +36,8 @@ pub enum ProtocolError {
     ReplyTooLong { limit: usize },
     #[error("asterisk refused a command with status {code}")]
     Refused { code: u16 },
+    #[error("a command could not be encoded")]
+    Unencodable,
 }
 
 /// A request that cannot be acted on. Shown to the dialplan in `TOLLGATE_REASON`.

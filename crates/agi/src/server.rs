@@ -15,7 +15,8 @@
 //! - Every wait is bounded: the environment block by `read_timeout_ms`, the handler by
 //!   `decision_timeout_ms`, each reply by `read_timeout_ms`, the whole connection by
 //!   `session_timeout_ms`. A connection over `max_connections`, or from a peer outside
-//!   `allowed_peers`, is closed at once.
+//!   `allowed_peers`, is closed at once. A handler that panics ends only its connection
+//!   (counted in [`ServeSummary::panicked`]); Asterisk then sees no decision.
 //! - Nothing from the environment is logged but the script's name, the call id (Asterisk's
 //!   `uniqueid`) and the channel name: caller names and numbers stay out of the logs.
 
@@ -329,7 +330,7 @@ impl Agi<'_> {
     async fn command(&mut self, command: Command<'_>) -> Result<Reply, ProtocolError> {
         // Names are this crate's constants and values are sanitized and capped, so this is
         // only a guard against a future mistake.
-        let line = command.encode().ok_or(ProtocolError::MalformedReply)?;
+        let line = command.encode().ok_or(ProtocolError::Unencodable)?;
         tokio::time::timeout(self.read_timeout, self.writer.write_all(line.as_bytes()))
             .await
             .map_err(|_| ProtocolError::Timeout {
