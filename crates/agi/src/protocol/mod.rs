@@ -1,6 +1,7 @@
 //! The FastAGI wire protocol as Asterisk speaks it (`res/res_agi.c`), with every input
-//! treated as hostile. Sync parsers that take bytes ([`env`], [`script`], [`command`]) and the
-//! async readers that feed them from a socket with limits and timeouts ([`io`]).
+//! treated as hostile. Sync parsers that take bytes ([`env`](mod@env), [`script`],
+//! [`command`]) and the async readers that feed them from a socket with limits and timeouts
+//! ([`io`]).
 //!
 //! A conversation, Asterisk's side first:
 //!
