@@ -860,6 +860,7 @@ fn authorize_pass(
             extension: &op.extension,
             source_ip: op.source_ip,
             number: &op.number,
+            pbx_ref: None,
         };
         let result = engine.authorize(&request, now);
         if matches!(result, Ok((Decision::Allow(_), _))) {
@@ -911,6 +912,7 @@ fn cycle_pass(
             extension: &op.extension,
             source_ip: op.source_ip,
             number: &op.number,
+            pbx_ref: None,
         };
         let result = engine.authorize(&request, now);
         if matches!(result, Ok((Decision::Allow(_), _))) {

@@ -184,6 +184,7 @@ fn cycles(engine: &mut Engine, args: &Args, start: DateTime<Utc>, seed: u64) -> 
                     extension: &ext,
                     source_ip: ip,
                     number: &numbers[i % numbers.len()],
+                    pbx_ref: None,
                 },
                 at,
             )
@@ -243,6 +244,7 @@ fn main() -> Result<()> {
                     extension: &ext,
                     source_ip: ip,
                     number: "+33142685300",
+                    pbx_ref: None,
                 },
                 start,
             )

@@ -95,6 +95,7 @@ impl Driver {
                     extension,
                     source_ip: ip,
                     number,
+                    pbx_ref: None,
                 },
                 at,
             )

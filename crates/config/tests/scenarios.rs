@@ -485,6 +485,7 @@ fn run_step(engine: &mut Engine, step: &Step, now: DateTime<Utc>) -> Result<Vec<
             extension: &a.extension,
             source_ip: ip,
             number: &a.number,
+            pbx_ref: None,
         };
         match engine.authorize(&request, now) {
             Err(e) => error(&mut diffs, Err(e.to_string())),

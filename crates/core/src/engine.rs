@@ -32,6 +32,9 @@ pub struct AuthorizeRequest<'a> {
     pub extension: &'a str,
     pub source_ip: IpAddr,
     pub number: &'a str,
+    /// What the PBX needs to end this call later (the kill switch): a Kamailio dialog's
+    /// `h_entry:h_id`, an Asterisk channel name, a FreeSWITCH uuid. Opaque here.
+    pub pbx_ref: Option<&'a str>,
 }
 
 /// Stable machine codes for a denied call.
@@ -129,6 +132,8 @@ pub enum RequestError {
     Ledger(#[from] LedgerError),
     #[error("call id must be 1 to 128 printable characters")]
     BadCallId,
+    #[error("pbx_ref must be 1 to 256 printable characters")]
+    BadPbxRef,
     #[error("the end of a call cannot be before its start")]
     EndBeforeStart,
 }
@@ -333,6 +338,24 @@ impl Engine {
         }
     }
 
+    /// The calls in progress that count against `subject` (an extension's own calls, or
+    /// every call under an account, at any depth): what the kill switch ends when the
+    /// subject is suspended. Emergency calls are left out.
+    pub fn calls_of(&self, subject: &Subject) -> Vec<&ActiveCall> {
+        let mut calls: Vec<&ActiveCall> = self
+            .ledger
+            .calls()
+            // An emergency call is never ended.
+            .filter(|c| c.class != DestinationClass::Emergency)
+            .filter(|c| match subject.kind {
+                SubjectKind::Extension => c.extension == subject.id,
+                SubjectKind::Account => c.levels.iter().any(|l| &l.subject == subject),
+            })
+            .collect();
+        calls.sort_by(|a, b| a.call_id.cmp(&b.call_id));
+        calls
+    }
+
     /// Lets the monitor close alerts, lift timed suspensions and forget idle state.
     pub fn tick(&mut self, now: DateTime<Utc>) {
         self.monitor.tick(now);
@@ -456,6 +479,11 @@ impl Engine {
         now: DateTime<Utc>,
     ) -> Result<(Decision, Option<LedgerEvent>), RequestError> {
         check_call_id(request.call_id)?;
+        if request.pbx_ref.is_some_and(|r| {
+            r.is_empty() || r.len() > 256 || !r.chars().all(|c| c.is_ascii_graphic())
+        }) {
+            return Err(RequestError::BadPbxRef);
+        }
         if self.ledger.call(request.call_id).is_some() {
             return Err(LedgerError::DuplicateCall(request.call_id.to_string()).into());
         }
@@ -499,6 +527,7 @@ impl Engine {
                         + granted as i64
                         + i64::from(self.policy.credit.expiry_grace_s),
                 ),
+            pbx_ref: request.pbx_ref.map(str::to_string),
         };
         let policy = &self.policy;
         let event = self

@@ -238,6 +238,8 @@ pub struct ActiveCall {
     pub answered_at: Option<DateTime<Utc>>,
     /// When a call without an `end` is settled at its reserved amount.
     pub expires_at: DateTime<Utc>,
+    /// The PBX's handle for ending the call (see `AuthorizeRequest::pbx_ref`).
+    pub pbx_ref: Option<String>,
 }
 
 /// Why a call was settled.

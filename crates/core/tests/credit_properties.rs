@@ -575,6 +575,7 @@ impl Run {
                     extension,
                     source_ip: IpAddr::V4(Ipv4Addr::new(192, 0, 2, *host)),
                     number: NUMBERS[*number],
+                    pbx_ref: None,
                 };
                 let result = self.engine.authorize(&request, now);
                 self.log.push(format!(
@@ -767,6 +768,7 @@ fn first_grant_is_bounded_by_the_tightest_level() {
         extension: "p1",
         source_ip: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 7)),
         number: "+4915112345678",
+        pbx_ref: None,
     };
     // p1's daily 1.00 binds: 0.10 + 0.30 per minute → 3 minutes cost 1.00 exactly.
     let (decision, _) = engine.authorize(&request, now).unwrap();
@@ -794,6 +796,7 @@ fn allow(
         extension,
         source_ip: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 7)),
         number,
+        pbx_ref: None,
     };
     match engine.authorize(&request, now).unwrap().0 {
         Decision::Allow(grant) => grant.max_duration_s,

@@ -121,6 +121,12 @@ impl From<RequestError> for ApiError {
                 message,
                 field: Some("call_id".into()),
             },
+            RequestError::BadPbxRef => ApiError {
+                status: StatusCode::UNPROCESSABLE_ENTITY,
+                code: "invalid_field",
+                message,
+                field: Some("pbx_ref".into()),
+            },
             RequestError::EndBeforeStart => ApiError {
                 status: StatusCode::UNPROCESSABLE_ENTITY,
                 code: "invalid_field",

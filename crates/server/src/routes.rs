@@ -202,6 +202,9 @@ struct AuthorizeBody {
     source_ip: String,
     number: String,
     at: Option<DateTime<Utc>>,
+    /// The PBX's handle to end the call (kill switch), e.g. a Kamailio dialog's
+    /// "h_entry:h_id", an Asterisk channel, a FreeSWITCH uuid.
+    pbx_ref: Option<String>,
 }
 
 async fn authorize(
@@ -223,6 +226,7 @@ async fn authorize(
         extension: &body.extension,
         source_ip,
         number: &body.number,
+        pbx_ref: body.pbx_ref.as_deref(),
     };
     let (decision, rx, follow) = {
         let mut engine = app.engine();

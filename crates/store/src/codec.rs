@@ -36,6 +36,9 @@ struct CallDoc {
     authorized_at: String,
     answered_at: Option<String>,
     expires_at: String,
+    /// Absent in calls stored before the kill switch (and when the PBX gave none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pbx_ref: Option<String>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -92,6 +95,7 @@ pub(crate) fn encode_call(call: &ActiveCall) -> Result<String, StoreError> {
         authorized_at: format_time(call.authorized_at),
         answered_at: call.answered_at.map(format_time),
         expires_at: format_time(call.expires_at),
+        pbx_ref: call.pbx_ref.clone(),
     };
     serde_json::to_string(&doc).map_err(|e| StoreError::Invalid {
         what: format!("call {:?}", call.call_id),
@@ -146,6 +150,7 @@ pub(crate) fn decode_call(call_id: &str, text: &str) -> Result<ActiveCall, Store
             .transpose()
             .map_err(corrupt)?,
         expires_at: parse_time(&doc.expires_at).map_err(corrupt)?,
+        pbx_ref: doc.pbx_ref,
     })
 }
 
@@ -242,6 +247,7 @@ mod tests {
             authorized_at,
             answered_at: answered.then(|| authorized_at + chrono::Duration::nanoseconds(1)),
             expires_at: authorized_at + chrono::Duration::seconds(3_780),
+            pbx_ref: Some("1234:5678".into()),
         }
     }
 

@@ -77,6 +77,7 @@ pub fn call(call_id: &str, extension: &str, on: NaiveDate) -> ActiveCall {
         authorized_at,
         answered_at: None,
         expires_at: authorized_at + chrono::Duration::seconds(660),
+        pbx_ref: None,
     }
 }
 

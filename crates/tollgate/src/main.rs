@@ -560,6 +560,7 @@ fn explain(
         extension,
         source_ip,
         number,
+        pbx_ref: None,
     };
     let explanation = engine
         .explain(&request, at)
