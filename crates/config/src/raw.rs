@@ -38,6 +38,9 @@ pub struct RawPolicy {
     /// What `tollgate audit` holds extensions and credentials to.
     #[serde(default)]
     pub audit: RawAudit,
+    /// The FastAGI server for Asterisk (`agi://HOST:4573/authorize`); off without this section.
+    #[serde(default, skip_serializing)]
+    pub agi: Option<tollgate_agi::AgiSettings>,
     /// Where alerts go: the log, webhooks, e-mail, syslog (`tollgate-notify`'s settings).
     #[serde(default, skip_serializing)]
     pub alerts: tollgate_notify::ChannelsConfig,

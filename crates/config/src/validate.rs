@@ -849,6 +849,8 @@ pub struct Settings {
     pub alerts: tollgate_notify::ChannelsConfig,
     /// `[audit]`, checked.
     pub audit: AuditSettings,
+    /// `[agi]`: the FastAGI server, when configured.
+    pub agi: Option<tollgate_agi::AgiSettings>,
 }
 
 /// `[audit]` after checking; `None` keeps the audit's own default.
@@ -1510,6 +1512,10 @@ pub fn build(raw: &RawPolicy, base_dir: &Path) -> (Policy, Settings, Vec<Problem
     let guard = guard_from_raw(&raw.guard, base_dir, &mut problems);
     let firewall = firewall_from_raw(&raw.firewall, &mut problems);
     let audit = audit_from_raw(&raw.audit, &mut problems);
+    let agi = raw.agi.clone();
+    if let Some(Err(e)) = agi.as_ref().map(|a| a.validate()) {
+        problems.push(Problem::new(&["agi"], e.to_string()));
+    }
     let mut alerts = raw.alerts.clone();
     for webhook in &mut alerts.webhook {
         if let Some(file) = &mut webhook.secret_file {
@@ -1530,6 +1536,7 @@ pub fn build(raw: &RawPolicy, base_dir: &Path) -> (Policy, Settings, Vec<Problem
             firewall,
             alerts,
             audit,
+            agi,
         },
         problems,
         warnings,

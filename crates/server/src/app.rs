@@ -59,6 +59,8 @@ pub struct App {
     registrations_written: Mutex<HashMap<String, tollgate_store::RegistrationSeen>>,
     /// Alert delivery ([alerts]); `notify` never blocks the caller.
     pub notifier: tollgate_notify::Notifier,
+    /// The FastAGI server's settings (`[agi]`), when configured.
+    pub agi: Option<tollgate_agi::AgiSettings>,
 }
 
 /// A re-registration with the same address and User-Agent is written at most this often.
@@ -233,6 +235,7 @@ impl App {
             open_logs: Mutex::new(open_logs),
             registrations_written: Mutex::new(HashMap::new()),
             notifier,
+            agi: settings.agi,
         }))
     }
 

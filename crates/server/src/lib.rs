@@ -7,6 +7,7 @@
 //! [`serve`] takes an already bound listener, so tests bind port 0, and a shutdown future;
 //! it also runs the expiry task that settles calls whose `end` never came.
 
+pub mod agi;
 pub mod app;
 pub mod auth;
 pub mod error;
@@ -40,6 +41,16 @@ const FIREWALL_RESYNC: std::time::Duration = std::time::Duration::from_secs(3600
 /// and waits until every acknowledged change is durable.
 pub async fn serve(
     listener: TcpListener,
+    app: Arc<App>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    serve_with_agi(listener, None, app, shutdown).await
+}
+
+/// [`serve`], and the FastAGI server on `agi` (bound by the caller from `[agi] listen`).
+pub async fn serve_with_agi(
+    listener: TcpListener,
+    agi: Option<TcpListener>,
     app: Arc<App>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
@@ -107,12 +118,31 @@ pub async fn serve(
             }
         }
     });
+    let agi_task = match (agi, app.agi.clone()) {
+        (Some(agi_listener), Some(settings)) => {
+            let handler = Arc::new(agi::EngineAgi { app: app.clone() });
+            let mut agi_stop = stop_tx.subscribe();
+            Some(tokio::spawn(async move {
+                let stopped = async move {
+                    let _ = agi_stop.changed().await;
+                };
+                match tollgate_agi::serve(agi_listener, handler, settings, stopped).await {
+                    Ok(summary) => tracing::info!(?summary, "FastAGI server stopped"),
+                    Err(e) => tracing::error!(error = %e, "FastAGI server could not run"),
+                }
+            }))
+        }
+        _ => None,
+    };
     let result = axum::serve(listener, router(app.clone()))
         .with_graceful_shutdown(shutdown)
         .await;
     let _ = stop_tx.send(true);
     let _ = expiry.await;
     let _ = monitor.await;
+    if let Some(task) = agi_task {
+        let _ = task.await;
+    }
     stop_tailers.store(true, std::sync::atomic::Ordering::Relaxed);
     let _ = tokio::task::spawn_blocking(move || {
         for tailer in tailers {

@@ -207,6 +207,48 @@ struct AuthorizeBody {
     pbx_ref: Option<String>,
 }
 
+/// Authorizes a call: the decision, its reservation and the monitor's effects durable
+/// before it returns; counted in the metrics. Shared by the HTTP API and FastAGI.
+pub(crate) async fn decide(
+    app: &App,
+    request: &AuthorizeRequest<'_>,
+    now: DateTime<Utc>,
+    started: Instant,
+) -> Result<Decision, ApiError> {
+    let (decision, rx, follow) = {
+        let mut engine = app.engine();
+        let (decision, event) = engine.authorize(&request, now)?;
+        let mut changes: Vec<Change> = event.map(Change::Ledger).into_iter().collect();
+        let follow = app.monitor_changes(&mut engine, &mut changes);
+        let rx = (!changes.is_empty()).then(|| app.commit(changes));
+        app.metrics
+            .active_calls
+            .set(engine.ledger.active_call_count() as i64);
+        (decision, rx, follow)
+    };
+    if let Some(rx) = rx {
+        durable(app, rx).await?;
+    }
+    if !follow.is_empty() {
+        app.follow_up(follow);
+    }
+    let labels = match &decision {
+        Decision::Allow(_) => DecisionLabels {
+            decision: "allow",
+            code: "",
+        },
+        Decision::Deny(d) => DecisionLabels {
+            decision: "deny",
+            code: d.code.as_str(),
+        },
+    };
+    app.metrics.decisions.get_or_create(&labels).inc();
+    app.metrics
+        .authorize_seconds
+        .observe(started.elapsed().as_secs_f64());
+    Ok(decision)
+}
+
 async fn authorize(
     State(app): State<Arc<App>>,
     auth: Auth,
@@ -228,37 +270,7 @@ async fn authorize(
         number: &body.number,
         pbx_ref: body.pbx_ref.as_deref(),
     };
-    let (decision, rx, follow) = {
-        let mut engine = app.engine();
-        let (decision, event) = engine.authorize(&request, now)?;
-        let mut changes: Vec<Change> = event.map(Change::Ledger).into_iter().collect();
-        let follow = app.monitor_changes(&mut engine, &mut changes);
-        let rx = (!changes.is_empty()).then(|| app.commit(changes));
-        app.metrics
-            .active_calls
-            .set(engine.ledger.active_call_count() as i64);
-        (decision, rx, follow)
-    };
-    if let Some(rx) = rx {
-        durable(&app, rx).await?;
-    }
-    if !follow.is_empty() {
-        app.follow_up(follow);
-    }
-    let labels = match &decision {
-        Decision::Allow(_) => DecisionLabels {
-            decision: "allow",
-            code: "",
-        },
-        Decision::Deny(d) => DecisionLabels {
-            decision: "deny",
-            code: d.code.as_str(),
-        },
-    };
-    app.metrics.decisions.get_or_create(&labels).inc();
-    app.metrics
-        .authorize_seconds
-        .observe(started.elapsed().as_secs_f64());
+    let decision = decide(&app, &request, now, started).await?;
     Ok(Json(AuthorizeAnswer {
         call_id: &body.call_id,
         decision: &decision,
@@ -382,6 +394,33 @@ struct EndBody {
     at: Option<DateTime<Utc>>,
 }
 
+/// Ends a call: settled, durable, counted. Shared by the HTTP API and FastAGI.
+pub(crate) async fn end_call(
+    app: &App,
+    call_id: &str,
+    duration_s: Option<u64>,
+    at: DateTime<Utc>,
+) -> Result<tollgate_core::ledger::Settlement, ApiError> {
+    let (settlement, rx, follow) = {
+        let mut engine = app.engine();
+        let (settlement, event) = engine.end(call_id, duration_s, at)?;
+        let events = [event];
+        app.count_events(&events);
+        app.metrics
+            .active_calls
+            .set(engine.ledger.active_call_count() as i64);
+        let [event] = events;
+        let mut changes = vec![Change::Ledger(event)];
+        let follow = app.monitor_changes(&mut engine, &mut changes);
+        (settlement, app.commit(changes), follow)
+    };
+    durable(app, rx).await?;
+    if !follow.is_empty() {
+        app.follow_up(follow);
+    }
+    Ok(settlement)
+}
+
 async fn end(
     State(app): State<Arc<App>>,
     auth: Auth,
@@ -396,23 +435,7 @@ async fn end(
         ));
     }
     let at = instant(body.at)?;
-    let (settlement, rx, follow) = {
-        let mut engine = app.engine();
-        let (settlement, event) = engine.end(&call_id, body.duration_s, at)?;
-        let events = [event];
-        app.count_events(&events);
-        app.metrics
-            .active_calls
-            .set(engine.ledger.active_call_count() as i64);
-        let [event] = events;
-        let mut changes = vec![Change::Ledger(event)];
-        let follow = app.monitor_changes(&mut engine, &mut changes);
-        (settlement, app.commit(changes), follow)
-    };
-    durable(&app, rx).await?;
-    if !follow.is_empty() {
-        app.follow_up(follow);
-    }
+    let settlement = end_call(&app, &call_id, body.duration_s, at).await?;
     Ok(Json(json!({
         "call_id": settlement.call.call_id,
         "duration_s": settlement.duration_s,

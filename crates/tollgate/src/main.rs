@@ -453,9 +453,21 @@ fn serve(
             .with_context(|| format!("cannot listen on {address}"))?;
         let bound = listener.local_addr()?;
         tracing::info!(policy = %source, database = %database.display(), "tollgate listening on http://{bound}");
-        // Tests and scripts read this line to find a port chosen with :0.
+        let agi = match &app.agi {
+            Some(settings) => {
+                let agi_listener = tokio::net::TcpListener::bind(settings.listen)
+                    .await
+                    .with_context(|| format!("cannot listen for FastAGI on {}", settings.listen))?;
+                let agi_bound = agi_listener.local_addr()?;
+                tracing::info!("FastAGI listening on agi://{agi_bound}");
+                println!("agi listening on {agi_bound}");
+                Some(agi_listener)
+            }
+            None => None,
+        };
+        // Tests and scripts read this line (the last at start) to find a port chosen with :0.
         println!("listening on {bound}");
-        tollgate_server::serve(listener, app, shutdown_signal()).await?;
+        tollgate_server::serve_with_agi(listener, agi, app, shutdown_signal()).await?;
         tracing::info!("stopped; every acknowledged change is durable");
         Ok::<_, anyhow::Error>(())
     })?;

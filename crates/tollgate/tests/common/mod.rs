@@ -91,6 +91,8 @@ pub struct Server {
     pub admin: String,
     pub pbx: String,
     pub reader: String,
+    /// The FastAGI address, when the policy has `[agi]`.
+    pub agi: Option<String>,
 }
 
 impl Drop for Server {
@@ -117,11 +119,15 @@ pub fn start_in(dir: &Path, policy: &str) -> Server {
     let mut line = String::new();
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut reader = BufReader::new(stdout);
+    let mut agi = None;
     while !line.starts_with("listening on ") {
         line.clear();
         assert!(Instant::now() < deadline, "server did not start");
         if reader.read_line(&mut line).unwrap() == 0 {
             panic!("server exited before listening: {:?}", child.wait());
+        }
+        if let Some(addr) = line.trim().strip_prefix("agi listening on ") {
+            agi = Some(addr.to_string());
         }
     }
     // Keep draining stdout so the server never blocks on a full pipe.
@@ -140,6 +146,7 @@ pub fn start_in(dir: &Path, policy: &str) -> Server {
         admin: token("admin.token"),
         pbx: token("pbx.token"),
         reader: token("reader.token"),
+        agi,
     }
 }
 
