@@ -217,7 +217,7 @@ pub(crate) async fn decide(
 ) -> Result<Decision, ApiError> {
     let (decision, rx, follow) = {
         let mut engine = app.engine();
-        let (decision, event) = engine.authorize(&request, now)?;
+        let (decision, event) = engine.authorize(request, now)?;
         let mut changes: Vec<Change> = event.map(Change::Ledger).into_iter().collect();
         let follow = app.monitor_changes(&mut engine, &mut changes);
         let rx = (!changes.is_empty()).then(|| app.commit(changes));
