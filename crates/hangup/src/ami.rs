@@ -146,19 +146,19 @@ impl AmiTerminator {
         wire.send(hangup.as_bytes(), "ending the call")?;
         let answer = read_response(wire, "tollgate-2", "ending the call")?;
         let message = answer.get("Message").unwrap_or_default();
-        let ended = match response_kind(&answer) {
-            Some(Kind::Success) => Ended::Ended,
-            Some(Kind::Error) if message.eq_ignore_ascii_case("No such channel") => Ended::NotFound,
-            Some(Kind::Error) => {
-                return Err(HangupError::Refused {
-                    pbx: PBX,
-                    message: excerpt(message.as_bytes()),
-                })
+        let outcome = match response_kind(&answer) {
+            Some(Kind::Success) => Ok(Ended::Ended),
+            Some(Kind::Error) if message.eq_ignore_ascii_case("No such channel") => {
+                Ok(Ended::NotFound)
             }
+            Some(Kind::Error) => Err(HangupError::Refused {
+                pbx: PBX,
+                message: excerpt(message.as_bytes()),
+            }),
             None => return Err(unexpected(wire, "Hangup", &answer)),
         };
 
-        // The call is settled; the goodbye is politeness, not worth the whole timeout.
+        // The answer is in; the goodbye is politeness, not worth the whole timeout.
         wire.limit_deadline(LOGOFF_WAIT);
         if wire
             .send(
@@ -169,7 +169,7 @@ impl AmiTerminator {
         {
             let _ = read_response(wire, "tollgate-3", "logging off");
         }
-        Ok(ended)
+        outcome
     }
 }
 

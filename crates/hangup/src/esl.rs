@@ -132,15 +132,15 @@ impl EslTerminator {
         let answer = read_until(wire, "api/response", "ending the call")?;
         let body = String::from_utf8_lossy(&answer.body);
         let body = body.trim();
-        let ended = if body.starts_with("+OK") {
-            Ended::Ended
+        let outcome = if body.starts_with("+OK") {
+            Ok(Ended::Ended)
         } else if body.starts_with("-ERR No such channel") {
-            Ended::NotFound
+            Ok(Ended::NotFound)
         } else if body.starts_with("-ERR") || body.starts_with("-USAGE") {
-            return Err(HangupError::Refused {
+            Err(HangupError::Refused {
                 pbx: PBX,
                 message: excerpt(body.as_bytes()),
-            });
+            })
         } else {
             return Err(wire.protocol(format!(
                 "unexpected answer to uuid_kill: {:?}",
@@ -148,12 +148,12 @@ impl EslTerminator {
             )));
         };
 
-        // The call is settled; the goodbye is politeness, not worth the whole timeout.
+        // The answer is in; the goodbye is politeness, not worth the whole timeout.
         wire.limit_deadline(EXIT_WAIT);
         if wire.send(b"exit\n\n", "logging off").is_ok() {
             let _ = read_until(wire, "command/reply", "logging off");
         }
-        Ok(ended)
+        outcome
     }
 }
 
