@@ -41,6 +41,10 @@ pub struct RawPolicy {
     /// The FastAGI server for Asterisk (`agi://HOST:4573/authorize`); off without this section.
     #[serde(default, skip_serializing)]
     pub agi: Option<tollgate_agi::AgiSettings>,
+    /// The kill switch: how to end calls in progress through the PBX (Kamailio JSON-RPC,
+    /// Asterisk AMI, FreeSWITCH event socket).
+    #[serde(default, skip_serializing)]
+    pub hangup: tollgate_hangup::HangupConfig,
     /// Where alerts go: the log, webhooks, e-mail, syslog (`tollgate-notify`'s settings).
     #[serde(default, skip_serializing)]
     pub alerts: tollgate_notify::ChannelsConfig,

@@ -851,6 +851,8 @@ pub struct Settings {
     pub audit: AuditSettings,
     /// `[agi]`: the FastAGI server, when configured.
     pub agi: Option<tollgate_agi::AgiSettings>,
+    /// `[hangup]`, secret file paths made relative to the policy's directory.
+    pub hangup: tollgate_hangup::HangupConfig,
 }
 
 /// `[audit]` after checking; `None` keeps the audit's own default.
@@ -1512,6 +1514,8 @@ pub fn build(raw: &RawPolicy, base_dir: &Path) -> (Policy, Settings, Vec<Problem
     let guard = guard_from_raw(&raw.guard, base_dir, &mut problems);
     let firewall = firewall_from_raw(&raw.firewall, &mut problems);
     let audit = audit_from_raw(&raw.audit, &mut problems);
+    let mut hangup = raw.hangup.clone();
+    hangup.resolve_paths(base_dir);
     let agi = raw.agi.clone();
     if let Some(Err(e)) = agi.as_ref().map(|a| a.validate()) {
         problems.push(Problem::new(&["agi"], e.to_string()));
@@ -1537,6 +1541,7 @@ pub fn build(raw: &RawPolicy, base_dir: &Path) -> (Policy, Settings, Vec<Problem
             alerts,
             audit,
             agi,
+            hangup,
         },
         problems,
         warnings,

@@ -37,6 +37,8 @@ pub enum StartError {
     Firewall(#[from] tollgate_enforce::EnforceError),
     #[error("alerts: {0}")]
     Alerts(#[from] tollgate_notify::NotifyError),
+    #[error("hangup: {0}")]
+    Hangup(#[from] tollgate_hangup::HangupError),
 }
 
 /// The service: decision engine, durable journal, tokens, metrics.
@@ -61,6 +63,8 @@ pub struct App {
     pub notifier: tollgate_notify::Notifier,
     /// The FastAGI server's settings (`[agi]`), when configured.
     pub agi: Option<tollgate_agi::AgiSettings>,
+    /// Ends calls in progress through the PBX (`[hangup]`).
+    pub killswitch: crate::killswitch::KillSwitch,
 }
 
 /// A re-registration with the same address and User-Agent is written at most this often.
@@ -117,6 +121,7 @@ impl App {
     ) -> Result<Arc<App>, StartError> {
         let tokens = load_tokens(&loaded.settings.tokens)?;
         let notifier = tollgate_notify::Notifier::start(&loaded.settings.alerts)?;
+        let terminators = loaded.settings.hangup.build()?;
         tollgate_core::number::warm_up();
         let Loaded {
             mut policy,
@@ -220,6 +225,13 @@ impl App {
             Vec::new()
         };
         let metrics = Metrics::new();
+        if terminators.is_empty() {
+            tracing::info!(
+                "no [hangup] adapter: suspensions stop new calls but cannot end calls in progress"
+            );
+        }
+        let killswitch =
+            crate::killswitch::KillSwitch::start(terminators, metrics.calls_ended.clone());
         metrics
             .active_calls
             .set(engine.ledger.active_call_count() as i64);
@@ -236,6 +248,7 @@ impl App {
             registrations_written: Mutex::new(HashMap::new()),
             notifier,
             agi: settings.agi,
+            killswitch,
         }))
     }
 

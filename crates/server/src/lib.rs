@@ -14,6 +14,7 @@ pub mod error;
 pub mod guard;
 pub mod guard_routes;
 pub mod json;
+pub mod killswitch;
 pub mod metrics;
 pub mod monitor;
 pub mod routes;

@@ -45,6 +45,12 @@ pub struct Metrics {
     pub bans: Family<RuleLabels, Counter>,
     pub auth_events: Family<OutcomeLabels, Counter>,
     pub alerts: Family<AlertLabels, Counter>,
+    pub calls_ended: Family<ResultLabels, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabels {
+    pub result: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -86,6 +92,12 @@ impl Metrics {
             "Monitoring alert events (opened, escalated, closed, acknowledged) by severity",
             alerts.clone(),
         );
+        let calls_ended = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "calls_ended",
+            "Calls in progress the kill switch asked the PBX to end, by result (ended, not_found, failed)",
+            calls_ended.clone(),
+        );
         let authorize_seconds = Histogram::new([
             0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1,
         ]);
@@ -117,6 +129,7 @@ impl Metrics {
             bans,
             auth_events,
             alerts,
+            calls_ended,
             decisions,
             settlements,
             charged_micros,

@@ -28,11 +28,12 @@ use tollgate_config::Scope;
 pub struct FollowUp {
     alerts: Vec<(Alert, AlertEvent)>,
     bans: Vec<(IpAddr, Option<u64>, String)>,
+    kills: Vec<crate::killswitch::KillOrder>,
 }
 
 impl FollowUp {
     pub fn is_empty(&self) -> bool {
-        self.alerts.is_empty() && self.bans.is_empty()
+        self.alerts.is_empty() && self.bans.is_empty() && self.kills.is_empty()
     }
 }
 
@@ -59,6 +60,13 @@ impl App {
                 }
                 MonitorEffect::Suspended(s) => {
                     tracing::warn!(subject = %s.subject, rule = %s.rule, until = ?s.until, "suspended by a monitoring rule");
+                    if let Some(subject) = crate::killswitch::ledger_subject(&s.subject) {
+                        follow.kills.push(crate::killswitch::KillOrder::for_subject(
+                            engine,
+                            &subject,
+                            format!("{} suspended by {}", s.subject, s.rule),
+                        ));
+                    }
                     changes.push(Change::Suspend(s));
                 }
                 MonitorEffect::Lifted(s) => {
@@ -84,6 +92,9 @@ impl App {
 
     /// Sends notifications and asks the guard for bans. Call without the engine lock.
     pub fn follow_up(&self, follow: FollowUp) {
+        for order in follow.kills {
+            self.killswitch.end(order);
+        }
         for (alert, event) in follow.alerts {
             if event != AlertEvent::Updated {
                 self.notifier.notify(notification(&alert, event));

@@ -376,13 +376,36 @@ async fn extend(
         return Err(ApiError::invalid("seconds", "must be at least 1"));
     }
     let at = instant(body.at)?;
-    let (outcome, rx) = {
+    let (outcome, rx, kill) = {
         let mut engine = app.engine();
         let (outcome, event) = engine.extend(&call_id, body.seconds, at)?;
-        (outcome, event.map(|e| app.commit(vec![Change::Ledger(e)])))
+        // The credit ran dry: the extension's calls in progress are ended through the PBX.
+        let dry = outcome.added_s == 0
+            && outcome
+                .limited_by
+                .as_ref()
+                .is_some_and(|d| d.code == tollgate_core::DenyCode::InsufficientCredit);
+        let kill = dry
+            .then(|| engine.ledger.call(&call_id).map(|c| c.extension.clone()))
+            .flatten()
+            .map(|extension| {
+                crate::killswitch::KillOrder::for_subject(
+                    &engine,
+                    &tollgate_core::ledger::Subject::extension(&extension),
+                    format!("extension {extension}: no credit left"),
+                )
+            });
+        (
+            outcome,
+            event.map(|e| app.commit(vec![Change::Ledger(e)])),
+            kill,
+        )
     };
     if let Some(rx) = rx {
         durable(&app, rx).await?;
+    }
+    if let Some(order) = kill {
+        app.killswitch.end(order);
     }
     Ok(Json(outcome).into_response())
 }
@@ -801,7 +824,7 @@ async fn set_suspended(
     id: String,
     suspended: bool,
 ) -> Result<Json<Value>, ApiError> {
-    let rx = {
+    let (rx, kill) = {
         let mut engine = app.engine();
         let flag = match kind {
             EntityKind::Account => engine
@@ -827,6 +850,17 @@ async fn set_suspended(
             id: id.clone(),
             suspended,
         }];
+        let kill = suspended.then(|| {
+            let subject = match kind {
+                EntityKind::Account => tollgate_core::ledger::Subject::account(&id),
+                EntityKind::Extension => tollgate_core::ledger::Subject::extension(&id),
+            };
+            crate::killswitch::KillOrder::for_subject(
+                &engine,
+                &subject,
+                format!("{kind} {id} suspended by hand"),
+            )
+        });
         // Resuming by hand also ends a suspension decided by a monitoring rule.
         if !suspended {
             let subject = match kind {
@@ -841,9 +875,12 @@ async fn set_suspended(
                 });
             }
         }
-        app.commit(changes)
+        (app.commit(changes), kill)
     };
     durable(app, rx).await?;
+    if let Some(order) = kill {
+        app.killswitch.end(order);
+    }
     tracing::info!(%kind, %id, suspended, "suspension changed");
     Ok(Json(json!({ "id": id, "suspended": suspended })))
 }
