@@ -65,6 +65,8 @@ pub struct App {
     pub agi: Option<tollgate_agi::AgiSettings>,
     /// Ends calls in progress through the PBX (`[hangup]`).
     pub killswitch: crate::killswitch::KillSwitch,
+    /// The policy file a reload reads (`None`: the embedded example).
+    pub(crate) policy_path: Mutex<Option<std::path::PathBuf>>,
 }
 
 /// A re-registration with the same address and User-Agent is written at most this often.
@@ -249,6 +251,7 @@ impl App {
             notifier,
             agi: settings.agi,
             killswitch,
+            policy_path: Mutex::new(None),
         }))
     }
 
@@ -491,7 +494,7 @@ fn journal_apply_blocking(journal: &Journal, changes: Vec<Change>) -> Result<(),
 /// Puts the store's API-created entries into `policy` (the file wins on a conflict),
 /// applies stored suspensions, and returns the store changes that make the store match:
 /// file entries upserted, entries removed from the file deleted.
-fn merge_directory(
+pub(crate) fn merge_directory(
     policy: &mut Policy,
     raw_accounts: &[(String, RawAccount)],
     raw_extensions: &[(String, RawExtension)],

@@ -17,6 +17,7 @@ pub mod json;
 pub mod killswitch;
 pub mod metrics;
 pub mod monitor;
+pub mod reload;
 pub mod routes;
 pub mod tail;
 

@@ -111,6 +111,7 @@ pub fn router(app: Arc<App>) -> Router {
             post(crate::guard_routes::registrations),
         )
         .route("/v1/events/requests", post(crate::guard_routes::requests))
+        .route("/v1/admin/reload", post(crate::reload::reload_route))
         .route("/v1/alerts", get(crate::monitor::list_alerts))
         .route("/v1/alerts/{id}", get(crate::monitor::get_alert))
         .route("/v1/alerts/{id}/ack", post(crate::monitor::ack_alert))

@@ -448,6 +448,25 @@ fn serve(
         let address = loaded.settings.server.listen;
         let database = loaded.settings.server.database.clone();
         let app = tollgate_server::App::start(loaded, Utc::now())?;
+        app.set_policy_path(config.clone());
+        #[cfg(unix)]
+        {
+            // SIGHUP: re-read the policy; an invalid file leaves the old one in force.
+            let reload_app = app.clone();
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+                Ok(mut hangups) => {
+                    tokio::spawn(async move {
+                        while hangups.recv().await.is_some() {
+                            match reload_app.reload_from_source().await {
+                                Ok(summary) => tracing::info!(?summary, "SIGHUP: policy reloaded"),
+                                Err(e) => tracing::error!("SIGHUP: {e}"),
+                            }
+                        }
+                    });
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot listen for SIGHUP: reload with POST /v1/admin/reload"),
+            }
+        }
         let listener = tokio::net::TcpListener::bind(address)
             .await
             .with_context(|| format!("cannot listen on {address}"))?;

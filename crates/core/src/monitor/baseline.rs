@@ -63,6 +63,10 @@ impl Baseline {
         self.dirty
     }
 
+    pub fn mark_dirty(&mut self) {
+        self.dirty = true;
+    }
+
     /// What was learned (not the current partial hour), for the store; clears `dirty`.
     pub fn to_bytes(&mut self) -> Vec<u8> {
         self.dirty = false;

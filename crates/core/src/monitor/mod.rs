@@ -1308,6 +1308,27 @@ impl Monitor {
         out
     }
 
+    /// Every learned baseline, changed or not (for carrying them over a policy reload).
+    pub fn all_baseline_snapshots(&mut self) -> Vec<(String, MonitorSubject, Vec<u8>)> {
+        for state in self
+            .extensions
+            .values_mut()
+            .chain(self.accounts.values_mut())
+        {
+            for entry in &mut state.entries {
+                if let Tracker::Baseline(b) = &mut entry.tracker {
+                    b.mark_dirty();
+                }
+            }
+        }
+        self.take_baseline_snapshots()
+    }
+
+    /// The id the next alert gets.
+    pub fn next_alert_id(&self) -> u64 {
+        self.next_alert_id
+    }
+
     /// Puts stored baselines back; those of rules no longer in the policy, or unreadable,
     /// are skipped (their count is returned).
     pub fn restore_baselines(
