@@ -72,6 +72,9 @@ struct Lab {
     sipp: PathBuf,
     sip_port: u16,
     http_port: u16,
+    /// A second TCP listener (as a SIP-over-TCP one would be), where the endpoint must not
+    /// answer.
+    other_tcp_port: u16,
     /// Process groups to stop (each program runs under `timeout`, which leads its group).
     children: Vec<(String, Child)>,
     /// Children reaped already (their group is empty: SIPp does not fork), whose pid must
@@ -93,12 +96,14 @@ impl Lab {
         let dir = tempfile::tempdir().unwrap();
         let sip_port = free_udp_port();
         let http_port = free_tcp_port();
+        let other_tcp_port = free_tcp_port();
         let mut lab = Lab {
             dir,
             timeout,
             sipp,
             sip_port,
             http_port,
+            other_tcp_port,
             children: Vec::new(),
             reaped: Vec::new(),
         };
@@ -107,7 +112,11 @@ impl Lab {
             .canonicalize()
             .unwrap();
         let cfg = lab.dir.path().join("kamailio.cfg");
-        fs::write(&cfg, kamailio_cfg(sip_port, http_port, &example, modules)).unwrap();
+        fs::write(
+            &cfg,
+            kamailio_cfg(sip_port, http_port, other_tcp_port, &example, modules),
+        )
+        .unwrap();
         let rundir = lab.dir.path().join("run");
         fs::create_dir(&rundir).unwrap();
         let log = fs::File::create(lab.dir.path().join("kamailio.log")).unwrap();
@@ -264,7 +273,6 @@ impl Lab {
     /// tollgate's authorize).
     fn place_call(&mut self) -> (String, String) {
         let (uas_port, uac_port) = (free_udp_port(), free_udp_port());
-        fs::write(self.dir.path().join("uas_port"), uas_port.to_string()).unwrap();
         // The cfg routes every initial INVITE to the port in the Request-URI's user part.
         self.sipp("uas", "uas.xml", uas_port, &[]);
         self.wait_for_udp(uas_port);
@@ -397,7 +405,13 @@ fn group_alive(leader: &mut Child, group: &str) -> bool {
 /// The Kamailio configuration of the test: a record-routing proxy that tracks dialogs
 /// through the example's route and sends each initial INVITE to 127.0.0.1 at the port in
 /// its Request-URI's user part (the SIPp callee).
-fn kamailio_cfg(sip_port: u16, http_port: u16, example: &Path, modules: &Path) -> String {
+fn kamailio_cfg(
+    sip_port: u16,
+    http_port: u16,
+    other_tcp_port: u16,
+    example: &Path,
+    modules: &Path,
+) -> String {
     format!(
         r#"#!KAMAILIO
 #!define TOLLGATE_RPC_PORT {http_port}
@@ -409,6 +423,7 @@ dns=no
 rev_dns=no
 listen=udp:127.0.0.1:{sip_port}
 listen=tcp:127.0.0.1:{http_port}
+listen=tcp:127.0.0.1:{other_tcp_port}
 mpath="{modules}/"
 
 loadmodule "tm.so"
@@ -474,8 +489,14 @@ fn an_unknown_dialog_is_not_found_and_a_wrong_path_is_an_error() {
     assert!(matches!(err, HangupError::Protocol { .. }), "{err:?}");
     assert!(err.to_string().contains("404"), "{err}");
 
-    // The SIP listener is TCP too? No: only the endpoint's port is served, so a request
-    // to Kamailio on another port is refused by the example's route. Here: a closed port.
+    // xhttp answers on every TCP listener; the example's route serves JSON-RPC only on
+    // TOLLGATE_RPC_PORT and refuses the others with 403.
+    let other = lab.terminator(&format!("http://127.0.0.1:{}/RPC", lab.other_tcp_port));
+    let err = other.end_call(&by_ref, REASON).unwrap_err();
+    assert!(matches!(err, HangupError::Protocol { .. }), "{err:?}");
+    assert!(err.to_string().contains("403"), "{err}");
+
+    // Nothing listening: a transient error, worth a retry.
     let closed = lab.terminator(&format!("http://127.0.0.1:{}/RPC", free_tcp_port()));
     let err = closed.end_call(&by_ref, REASON).unwrap_err();
     assert!(err.is_transient(), "{err:?}");
