@@ -17,6 +17,17 @@
 //! the dialog's object, of several an array. Only a JSON-RPC error with code 404 means
 //! "already gone": an HTTP 404 without a JSON-RPC body (a wrong URL path) is a protocol
 //! error, so a misconfigured endpoint is never mistaken for ended calls.
+//!
+//! Known limit of Kamailio (5.6.3, and master as of this writing): `dlg.end_dlg` answers
+//! success once it has *tried* both BYEs, and its `dlg_bye_all` sends the callee's BYE only
+//! while the dialog is still confirmed. If the caller's 200 to the first BYE is processed
+//! before the second BYE is built (microseconds; seen on loopback with SIPp answering at
+//! once, about 1 run in 12), the callee's BYE is not sent (`send_bye(): terminating
+//! non-confirmed dialogs not supported` in Kamailio's log) and the RPC still says success.
+//! Over a network the first answer takes far longer than that window. Backstop: have the cfg
+//! cap every dialog at the duration tollgate granted (`dlg_set_timeout()` with the grant,
+//! and the dialog module's `send_bye` parameter set to 1), so a call that escapes the kill
+//! switch still ends when its grant does.
 
 use std::fmt;
 use std::io::Read;

@@ -20,6 +20,24 @@
 //!
 //! The AMI and ESL adapters open one TCP connection per hangup (connect, log in, end the
 //! call, log off): a hangup is rare, and a fresh connection has no state to go stale.
+//!
+//! Terminators are made from the policy's `[hangup]` section by [`HangupConfig::build`]
+//! (which reads the secret files); [`KamailioTerminator::new`] and [`DryRun::new`] can
+//! also be called directly.
+//!
+//! # Where `pbx_ref` comes from
+//!
+//! The PBX sends it with the authorize request of the call, beside the call id:
+//!
+//! - Kamailio: `route(TOLLGATE_DIALOG);` from `examples/kamailio/hangup.cfg` after
+//!   `record_route()` on the initial INVITE, then send `$var(tollgate_pbx_ref)` (and `$ci`
+//!   as the call id).
+//! - Asterisk: `${CHANNEL}` in the dialplan that asks tollgate, e.g.
+//!   `same => n,Set(TG=${CURL(http://127.0.0.1:8080/...,...&pbx_ref=${URIENCODE(${CHANNEL})})})`;
+//!   `manager.conf`: a `[tollgate]` user with `secret`, `deny=0.0.0.0/0.0.0.0`,
+//!   `permit=127.0.0.1/255.255.255.255`, `read = system`, `write = call`.
+//! - FreeSWITCH: `${uuid}` in the dialplan or script that asks tollgate; the event socket's
+//!   password and ACL in `event_socket.conf.xml`.
 
 mod ami;
 mod config;
