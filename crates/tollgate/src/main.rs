@@ -43,6 +43,9 @@ enum Command {
         /// Use this SQLite database instead of the policy's.
         #[arg(long)]
         database: Option<PathBuf>,
+        /// `human` (default) or `json` (one JSON object per line); levels from RUST_LOG.
+        #[arg(long, value_enum, default_value = "human")]
+        log_format: LogFormat,
     },
     /// Validate a policy file: every problem with its file, line and key.
     Check { file: PathBuf },
@@ -269,7 +272,8 @@ fn main() -> ExitCode {
             config,
             listen,
             database,
-        } => serve(config, listen, database),
+            log_format,
+        } => serve(config, listen, database, log_format),
         Command::Check { file } => check(&file),
         Command::Ban {
             action,
@@ -411,21 +415,33 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_logging() {
+/// How the service writes its log (stderr): for people, or JSON lines for a collector.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Human,
+    Json,
+}
+
+/// Levels from `RUST_LOG` (e.g. `info`, `tollgate_server=debug,info`), `info` by default.
+fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Human => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
 }
 
 fn serve(
     config: Option<PathBuf>,
     listen: Option<SocketAddr>,
     database: Option<PathBuf>,
+    log_format: LogFormat,
 ) -> Result<ExitCode> {
-    init_logging();
+    init_logging(log_format);
     let mut loaded = load(config.as_ref())?;
     for warning in &loaded.warnings {
         tracing::warn!("{warning}");
