@@ -39,6 +39,41 @@ pub enum StartError {
     Alerts(#[from] tollgate_notify::NotifyError),
     #[error("hangup: {0}")]
     Hangup(#[from] tollgate_hangup::HangupError),
+    #[error("{0}")]
+    Locked(String),
+}
+
+/// The lock file beside a database (`tollgate.db.lock`).
+pub fn lock_path(database: &std::path::Path) -> std::path::PathBuf {
+    let mut name = database.as_os_str().to_owned();
+    name.push(".lock");
+    std::path::PathBuf::from(name)
+}
+
+/// Takes the database's lock for as long as the returned file lives; fails when another
+/// process (a running service) holds it.
+pub fn lock_database(database: &std::path::Path) -> Result<std::fs::File, StartError> {
+    let path = lock_path(database);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| {
+            StartError::Locked(format!("cannot open the lock file {}: {e}", path.display()))
+        })?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(StartError::Locked(format!(
+            "another tollgate service is using {} (its lock {} is held): stop it first",
+            database.display(),
+            path.display()
+        ))),
+        Err(std::fs::TryLockError::Error(e)) => Err(StartError::Locked(format!(
+            "cannot lock {}: {e}",
+            path.display()
+        ))),
+    }
 }
 
 /// The service: decision engine, durable journal, tokens, metrics.
@@ -67,6 +102,8 @@ pub struct App {
     pub killswitch: crate::killswitch::KillSwitch,
     /// The policy file a reload reads (`None`: the embedded example).
     pub(crate) policy_path: Mutex<Option<std::path::PathBuf>>,
+    /// Held while the service runs on a database file (see [`lock_database`]).
+    database_lock: Mutex<Option<std::fs::File>>,
 }
 
 /// A re-registration with the same address and User-Agent is written at most this often.
@@ -106,13 +143,18 @@ impl App {
             tollgate_config::Durability::Normal => tollgate_store::Durability::Normal,
             tollgate_config::Durability::Full => tollgate_store::Durability::Full,
         };
+        // One service per database: `tollgate restore` takes the same lock to refuse to
+        // replace a database under a running service.
+        let lock = lock_database(&settings.database)?;
         let store = SqliteStore::open(&settings.database, durability).map_err(|source| {
             StartError::Store {
                 path: settings.database.display().to_string(),
                 source,
             }
         })?;
-        App::start_with_store(loaded, Box::new(store), now)
+        let app = App::start_with_store(loaded, Box::new(store), now)?;
+        *app.database_lock.lock().unwrap_or_else(|p| p.into_inner()) = Some(lock);
+        Ok(app)
     }
 
     /// Starts on a given store (tests, other back ends).
@@ -252,6 +294,7 @@ impl App {
             agi: settings.agi,
             killswitch,
             policy_path: Mutex::new(None),
+            database_lock: Mutex::new(None),
         }))
     }
 

@@ -40,7 +40,7 @@ pub mod sqlite;
 pub mod suite;
 
 pub use journal::{Done, Journal};
-pub use sqlite::{Durability, SqliteStore};
+pub use sqlite::{backup_live, verify_copy, CopyReport, Durability, SqliteStore};
 
 /// Durable storage of the ledger and the directory.
 ///

@@ -91,6 +91,27 @@ enum Command {
         #[arg(long, global = true)]
         token_file: Option<PathBuf>,
     },
+    /// Copy the database while the service runs (SQLite's online backup), then check the
+    /// copy (integrity, schema, the ledger's balance).
+    Backup {
+        /// The new file to write (must not exist).
+        file: PathBuf,
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// The database to copy (default: the policy's).
+        #[arg(long)]
+        database: Option<PathBuf>,
+    },
+    /// Replace the database with a backup, after checking the backup; refused while a
+    /// service runs on the database. The replaced file is kept beside it.
+    Restore {
+        file: PathBuf,
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// The database to replace (default: the policy's).
+        #[arg(long)]
+        database: Option<PathBuf>,
+    },
     /// Run the guard's jails once over a PBX log: per address, the failures counted and
     /// the bans it would get.
     Logscan {
@@ -265,6 +286,43 @@ fn load(config: Option<&PathBuf>) -> Result<Loaded> {
     loaded.map_err(|e| anyhow::anyhow!("{e}"))
 }
 
+/// `tollgate restore`: check the copy, take the database's lock (no service may run on
+/// it), keep the current file aside, put the copy in place, check it again.
+fn restore(file: &std::path::Path, db: &std::path::Path) -> Result<ExitCode> {
+    let report = tollgate_store::verify_copy(file)
+        .with_context(|| format!("{} is not a usable backup", file.display()))?;
+    let _lock = tollgate_server::app::lock_database(db).map_err(|e| anyhow::anyhow!("{e}"))?;
+    if db.exists() {
+        let aside = db.with_extension(format!(
+            "db.before-restore-{}",
+            Utc::now().format("%Y%m%dT%H%M%S")
+        ));
+        std::fs::rename(db, &aside)
+            .with_context(|| format!("cannot move {} aside", db.display()))?;
+        println!("kept the replaced database as {}", aside.display());
+    }
+    for suffix in ["-wal", "-shm"] {
+        let mut name = db.as_os_str().to_owned();
+        name.push(suffix);
+        let _ = std::fs::remove_file(std::path::PathBuf::from(name));
+    }
+    std::fs::copy(file, db).with_context(|| format!("cannot write {}", db.display()))?;
+    let after = tollgate_store::verify_copy(db).context("the restored database does not check")?;
+    if after != report {
+        bail!("the restored database differs from the backup");
+    }
+    println!(
+        "restored {} from {}: schema v{}, {} open and {} settled calls, {} extensions balanced",
+        db.display(),
+        file.display(),
+        report.schema_version,
+        report.open_calls,
+        report.settled_calls,
+        report.balanced_extensions
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
@@ -291,6 +349,33 @@ fn main() -> ExitCode {
                 } => admin::ban_add(&client, &target, duration, reason),
                 BanAction::Del { target } => admin::ban_del(&client, &target),
             }
+        }),
+        Command::Backup {
+            file,
+            config,
+            database,
+        } => load(config.as_ref()).and_then(|loaded| {
+            let db = database.unwrap_or(loaded.settings.server.database);
+            let report = tollgate_store::backup_live(&db, &file)
+                .with_context(|| format!("cannot back up {}", db.display()))?;
+            println!(
+                "wrote {}: schema v{}, {} open and {} settled calls, {} spend rows, {} extensions balanced",
+                file.display(),
+                report.schema_version,
+                report.open_calls,
+                report.settled_calls,
+                report.spend_rows,
+                report.balanced_extensions
+            );
+            Ok(ExitCode::SUCCESS)
+        }),
+        Command::Restore {
+            file,
+            config,
+            database,
+        } => load(config.as_ref()).and_then(|loaded| {
+            let db = database.unwrap_or(loaded.settings.server.database);
+            restore(&file, &db)
         }),
         Command::Alerts {
             action,
