@@ -515,6 +515,7 @@ fn build_directory(policy: &mut Policy, args: &Args, rng: &mut Rng) -> Result<Ve
             rules,
             schedule,
             suspended: false,
+            shadow: false,
             extension_defaults: ExtensionDefaults::default(),
             origin: Origin::Policy,
         };

@@ -11,6 +11,9 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawPolicy {
+    /// Shadow mode for the whole policy: decisions are computed, stored and counted, but
+    /// calls are allowed, bans go to dry-run and no call is ended.
+    pub shadow: Option<bool>,
     #[serde(default)]
     pub server: RawServer,
     #[serde(default)]
@@ -372,6 +375,9 @@ pub struct RawAccount {
     pub limits: Option<RawLimits>,
     pub rules: Option<RawRules>,
     pub extension_defaults: Option<RawExtensionDefaults>,
+    /// Shadow mode for this account and those below it (decisions recorded, not enforced).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shadow: Option<bool>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]

@@ -547,6 +547,7 @@ pub fn account_from_raw(
             rules,
             schedule: raw.schedule.clone(),
             suspended: false,
+            shadow: raw.shadow.unwrap_or(false),
             extension_defaults: defaults,
             origin,
         })
@@ -1504,6 +1505,13 @@ pub fn build(raw: &RawPolicy, base_dir: &Path) -> (Policy, Settings, Vec<Problem
             }
             Err(p) => problems.extend(p),
         }
+    }
+    policy.shadow = raw.shadow.unwrap_or(false);
+    if policy.shadow {
+        warnings.push(Problem::new(
+            &["shadow"],
+            "shadow mode: decisions are recorded but not enforced (calls allowed, bans dry-run, no call ended)",
+        ));
     }
     policy.monitor = crate::monitor::monitor_from_raw(
         &raw.monitor,

@@ -112,6 +112,8 @@ pub struct Account {
     /// Business-hours schedule name; `None` inherits the parent's (or always open).
     pub schedule: Option<String>,
     pub suspended: bool,
+    /// Shadow mode for this account and the accounts below it.
+    pub shadow: bool,
     /// Defaults for extensions that do not set their own.
     pub extension_defaults: ExtensionDefaults,
     pub origin: Origin,
@@ -183,6 +185,8 @@ pub struct Policy {
     pub credit: CreditSettings,
     /// Call-pattern monitoring rules (`[monitor]`).
     pub monitor: crate::monitor::MonitorSettings,
+    /// Shadow mode for the whole policy (see [`Policy::shadow_for`]).
+    pub shadow: bool,
 }
 
 /// A directory change that would break the policy's invariants.
@@ -229,7 +233,20 @@ impl Policy {
             emergency_numbers: vec!["112".into(), "911".into()],
             credit: CreditSettings::default(),
             monitor: crate::monitor::MonitorSettings::default(),
+            shadow: false,
         }
+    }
+
+    /// Whether calls of `extension` are in shadow mode: the whole policy, or any account
+    /// of its chain. A denial is then recorded but not enforced.
+    pub fn shadow_for(&self, extension: &str) -> bool {
+        if self.shadow {
+            return true;
+        }
+        self.extensions
+            .get(extension)
+            .map(|e| self.account_chain(&e.account).iter().any(|a| a.shadow))
+            .unwrap_or(false)
     }
 
     /// The account chain of an extension: its account, then each parent up to the root.

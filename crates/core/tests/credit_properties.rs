@@ -74,6 +74,7 @@ fn account(id: &str, parent: Option<&str>, tz: &str, country: &str, limits: Limi
         },
         schedule: None,
         suspended: false,
+        shadow: false,
         extension_defaults: ExtensionDefaults::default(),
         origin: Origin::Policy,
     }

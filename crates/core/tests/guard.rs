@@ -66,6 +66,7 @@ fn policy_with_extension() -> Policy {
             rules: DestinationRules::default(),
             schedule: None,
             suspended: false,
+            shadow: false,
             extension_defaults: ExtensionDefaults::default(),
             origin: Origin::Policy,
         })

@@ -10,6 +10,7 @@ use std::process::ExitCode;
 mod admin;
 mod audit;
 mod credentials;
+mod init;
 mod logscan;
 
 use anyhow::{bail, Context, Result};
@@ -90,6 +91,24 @@ enum Command {
         url: Option<String>,
         #[arg(long, global = true)]
         token_file: Option<PathBuf>,
+    },
+    /// Write a first policy from an existing PBX configuration: one account, its
+    /// extensions with their networks, conservative limits, high-risk rules on, shadow mode.
+    Init {
+        /// asterisk:DIR (pjsip.conf or sip.conf, acl.conf), freeswitch:DIR (a conf folder),
+        /// or csv:FILE.
+        #[arg(long = "from", value_name = "KIND:PATH", value_parser = init::parse_init_source)]
+        from: init::InitSource,
+        /// Write here instead of standard output (never overwrites).
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// The PBX's country, for national numbers (ISO 3166).
+        #[arg(long, default_value = "US")]
+        country: String,
+        #[arg(long, default_value = "UTC")]
+        time_zone: String,
+        #[arg(long, default_value = "USD")]
+        currency: String,
     },
     /// Copy the database while the service runs (SQLite's online backup), then check the
     /// copy (integrity, schema, the ledger's balance).
@@ -349,6 +368,19 @@ fn main() -> ExitCode {
                 } => admin::ban_add(&client, &target, duration, reason),
                 BanAction::Del { target } => admin::ban_del(&client, &target),
             }
+        }),
+        Command::Init {
+            from,
+            out,
+            country,
+            time_zone,
+            currency,
+        } => init::run(&init::InitOptions {
+            source: &from,
+            out: out.as_deref(),
+            country: &country,
+            time_zone: &time_zone,
+            currency: &currency,
         }),
         Command::Backup {
             file,
