@@ -104,6 +104,8 @@ pub struct App {
     pub(crate) policy_path: Mutex<Option<std::path::PathBuf>>,
     /// Held while the service runs on a database file (see [`lock_database`]).
     database_lock: Mutex<Option<std::fs::File>>,
+    /// Calls shadow mode allowed, until their end (see `shadow`).
+    pub shadow_calls: Mutex<crate::shadow::ShadowCalls>,
 }
 
 /// A re-registration with the same address and User-Agent is written at most this often.
@@ -202,8 +204,13 @@ impl App {
             now,
         );
         let expired_bans = guard.expire(now);
+        let mut firewall_settings = settings.firewall.clone();
+        if policy.shadow {
+            tracing::warn!("shadow mode: bans are recorded and logged, not put in the firewall");
+            firewall_settings.backend = tollgate_config::FirewallBackend::DryRun;
+        }
         let firewall = if guard_settings.enabled {
-            build_firewall(&settings.firewall)?
+            build_firewall(&firewall_settings)?
                 .map(|fw| FirewallWorker::start(fw, guard.bans().map(entry_of).collect()))
         } else {
             None
@@ -295,6 +302,7 @@ impl App {
             killswitch,
             policy_path: Mutex::new(None),
             database_lock: Mutex::new(None),
+            shadow_calls: Mutex::new(crate::shadow::ShadowCalls::default()),
         }))
     }
 
@@ -497,8 +505,28 @@ impl App {
         }
     }
 
+    /// The shadow-allowed calls, locked.
+    pub fn shadow_calls(&self) -> MutexGuard<'_, crate::shadow::ShadowCalls> {
+        self.shadow_calls
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Hands calls to the kill switch, unless the policy is in shadow mode (then only logs).
+    pub fn end_calls(&self, order: crate::killswitch::KillOrder) {
+        if order.is_empty() {
+            return;
+        }
+        if self.engine().policy.shadow {
+            tracing::warn!(calls = order.calls.len(), reason = %order.reason, "shadow mode: would end calls in progress");
+            return;
+        }
+        self.killswitch.end(order);
+    }
+
     /// Settles expired calls; returns how many.
     pub async fn expire_now(&self, now: DateTime<Utc>) -> Result<usize, StoreError> {
+        self.shadow_calls().forget_due(now);
         let (rx, count, follow) = {
             let mut engine = self.engine();
             let events = engine.expire_due(now);

@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod monitor;
 pub mod reload;
 pub mod routes;
+pub mod shadow;
 pub mod tail;
 
 use std::future::Future;

@@ -93,7 +93,7 @@ impl App {
     /// Sends notifications and asks the guard for bans. Call without the engine lock.
     pub fn follow_up(&self, follow: FollowUp) {
         for order in follow.kills {
-            self.killswitch.end(order);
+            self.end_calls(order);
         }
         for (alert, event) in follow.alerts {
             if event != AlertEvent::Updated {

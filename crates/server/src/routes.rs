@@ -218,8 +218,25 @@ pub(crate) async fn decide(
 ) -> Result<Decision, ApiError> {
     let (decision, rx, follow) = {
         let mut engine = app.engine();
-        let (decision, event) = engine.authorize(request, now)?;
+        let (mut decision, event) = engine.authorize(request, now)?;
         let mut changes: Vec<Change> = event.map(Change::Ledger).into_iter().collect();
+        // Shadow mode: the denial is recorded and counted, the call allowed.
+        if let Decision::Deny(deny) = &decision {
+            if let Some((grant, call, record)) =
+                crate::shadow::shadow_allow(&engine, request, deny, now)
+            {
+                app.metrics
+                    .decisions
+                    .get_or_create(&DecisionLabels {
+                        decision: "shadow_deny",
+                        code: deny.code.as_str(),
+                    })
+                    .inc();
+                app.shadow_calls().insert(request.call_id, call);
+                changes.push(Change::RecordShadow(record));
+                decision = Decision::Allow(grant);
+            }
+        }
         let follow = app.monitor_changes(&mut engine, &mut changes);
         let rx = (!changes.is_empty()).then(|| app.commit(changes));
         app.metrics
@@ -342,9 +359,19 @@ async fn answer(
     auth: Auth,
     Path(call_id): Path<String>,
     OptionalJson(body): OptionalJson<AtBody>,
-) -> Result<Json<CallView>, ApiError> {
+) -> Result<Response, ApiError> {
     auth.require(Scope::Calls)?;
     let at = instant(body.at)?;
+    if let Some(shadow) = app.shadow_calls().answer(&call_id, at) {
+        return Ok(Json(json!({
+            "call_id": call_id,
+            "extension": shadow.extension,
+            "shadow": true,
+            "cap_s": shadow.cap_s,
+            "answered_at": shadow.answered_at,
+        }))
+        .into_response());
+    }
     let (view, rx, follow) = {
         let mut engine = app.engine();
         let (call, event) = engine.answer(&call_id, at)?;
@@ -356,7 +383,7 @@ async fn answer(
     if !follow.is_empty() {
         app.follow_up(follow);
     }
-    Ok(Json(view))
+    Ok(Json(view).into_response())
 }
 
 #[derive(Deserialize, Default)]
@@ -377,6 +404,16 @@ async fn extend(
         return Err(ApiError::invalid("seconds", "must be at least 1"));
     }
     let at = instant(body.at)?;
+    if let Some(shadow) = app.shadow_calls().get(&call_id) {
+        return Ok(Json(json!({
+            "call_id": call_id,
+            "shadow": true,
+            "granted_s": shadow.cap_s,
+            "added_s": 0,
+            "limited_by": null,
+        }))
+        .into_response());
+    }
     let (outcome, rx, kill) = {
         let mut engine = app.engine();
         let (outcome, event) = engine.extend(&call_id, body.seconds, at)?;
@@ -406,7 +443,7 @@ async fn extend(
         durable(&app, rx).await?;
     }
     if let Some(order) = kill {
-        app.killswitch.end(order);
+        app.end_calls(order);
     }
     Ok(Json(outcome).into_response())
 }
@@ -419,12 +456,32 @@ struct EndBody {
 }
 
 /// Ends a call: settled, durable, counted. Shared by the HTTP API and FastAGI.
+/// How a call ended: settled in the ledger, or a shadow-allowed call and what it cost.
+pub(crate) enum Ended {
+    Settled(tollgate_core::ledger::Settlement),
+    Shadow { duration_s: u64, cost: Money },
+}
+
 pub(crate) async fn end_call(
     app: &App,
     call_id: &str,
     duration_s: Option<u64>,
     at: DateTime<Utc>,
-) -> Result<tollgate_core::ledger::Settlement, ApiError> {
+) -> Result<Ended, ApiError> {
+    let shadow = app.shadow_calls().end(call_id);
+    if let Some(call) = shadow {
+        let (duration, cost) = crate::shadow::shadow_cost(&call, duration_s, at);
+        let rx = app.commit(vec![Change::SettleShadow {
+            call_id: call_id.to_string(),
+            duration_s: duration,
+            cost,
+        }]);
+        durable(app, rx).await?;
+        return Ok(Ended::Shadow {
+            duration_s: duration,
+            cost,
+        });
+    }
     let (settlement, rx, follow) = {
         let mut engine = app.engine();
         let (settlement, event) = engine.end(call_id, duration_s, at)?;
@@ -442,7 +499,7 @@ pub(crate) async fn end_call(
     if !follow.is_empty() {
         app.follow_up(follow);
     }
-    Ok(settlement)
+    Ok(Ended::Settled(settlement))
 }
 
 async fn end(
@@ -459,7 +516,18 @@ async fn end(
         ));
     }
     let at = instant(body.at)?;
-    let settlement = end_call(&app, &call_id, body.duration_s, at).await?;
+    let settlement = match end_call(&app, &call_id, body.duration_s, at).await? {
+        Ended::Settled(settlement) => settlement,
+        Ended::Shadow { duration_s, cost } => {
+            return Ok(Json(json!({
+                "call_id": call_id,
+                "shadow": true,
+                "duration_s": duration_s,
+                "charged": Money::ZERO,
+                "would_have_cost": cost,
+            })))
+        }
+    };
     Ok(Json(json!({
         "call_id": settlement.call.call_id,
         "duration_s": settlement.duration_s,
@@ -880,7 +948,7 @@ async fn set_suspended(
     };
     durable(app, rx).await?;
     if let Some(order) = kill {
-        app.killswitch.end(order);
+        app.end_calls(order);
     }
     tracing::info!(%kind, %id, suspended, "suspension changed");
     Ok(Json(json!({ "id": id, "suspended": suspended })))

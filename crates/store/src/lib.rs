@@ -92,6 +92,9 @@ pub trait Store: Send {
     /// The last successful registration of every extension seen.
     fn registrations(&self) -> Result<Vec<RegistrationSeen>, StoreError>;
 
+    /// Shadow-mode denials since `since`, oldest first.
+    fn shadow_decisions(&self, since: DateTime<Utc>) -> Result<Vec<ShadowDecision>, StoreError>;
+
     /// Every stored baseline snapshot: `(rule path, subject, bytes)`.
     fn load_baselines(&self) -> Result<Vec<(String, MonitorSubject, Vec<u8>)>, StoreError>;
 
@@ -158,6 +161,31 @@ pub enum Change {
         subject: MonitorSubject,
         data: Vec<u8>,
     },
+    /// A denial shadow mode did not enforce (the call was allowed).
+    RecordShadow(ShadowDecision),
+    /// The end of a shadow-allowed call: what it lasted and what it cost, the money the
+    /// denial would have saved.
+    SettleShadow {
+        call_id: String,
+        duration_s: u64,
+        cost: Money,
+    },
+}
+
+/// A decision shadow mode recorded instead of enforcing.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct ShadowDecision {
+    pub call_id: String,
+    pub extension: String,
+    pub number: String,
+    /// The deny code and rule it would have had.
+    pub code: String,
+    pub rule: String,
+    pub message: String,
+    pub at: DateTime<Utc>,
+    /// Set at the end of the call.
+    pub duration_s: Option<u64>,
+    pub cost: Option<Money>,
 }
 
 /// The last successful registration of an extension.
@@ -330,6 +358,7 @@ macro_rules! store_test_suite {
             suspensions_record_and_lift,
             registrations_and_last_calls,
             baselines_round_trip,
+            shadow_decisions_record_and_settle,
         );
     };
     (@tests $make:expr; $($name:ident),* $(,)?) => {

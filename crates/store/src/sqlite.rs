@@ -186,6 +186,21 @@ pub const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (rule, subject)
     ) STRICT, WITHOUT ROWID;
     "#,
+    // 6: shadow mode's record of the denials it did not enforce, and what those calls cost.
+    r#"
+    CREATE TABLE shadow_decisions (
+        call_id    TEXT NOT NULL PRIMARY KEY,
+        extension  TEXT NOT NULL,
+        number     TEXT NOT NULL,
+        code       TEXT NOT NULL,
+        rule       TEXT NOT NULL,
+        message    TEXT NOT NULL,
+        at         TEXT NOT NULL,
+        duration_s INTEGER,
+        cost       INTEGER
+    ) STRICT;
+    CREATE INDEX shadow_by_time ON shadow_decisions (at);
+    "#,
 ];
 
 /// The schema version this binary writes and reads.
@@ -563,6 +578,37 @@ fn apply_change(
                 seen.user_agent,
             ])?;
         }
+        Change::RecordShadow(d) => {
+            conn.prepare_cached(
+                "INSERT INTO shadow_decisions (call_id, extension, number, code, rule, message, at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                 ON CONFLICT (call_id) DO UPDATE SET code = excluded.code, rule = excluded.rule,
+                     message = excluded.message, at = excluded.at",
+            )?
+            .execute(params![
+                d.call_id,
+                d.extension,
+                d.number,
+                d.code,
+                d.rule,
+                d.message,
+                codec::format_time(d.at)
+            ])?;
+        }
+        Change::SettleShadow {
+            call_id,
+            duration_s,
+            cost,
+        } => {
+            conn.prepare_cached(
+                "UPDATE shadow_decisions SET duration_s = ?2, cost = ?3 WHERE call_id = ?1",
+            )?
+            .execute(params![
+                call_id,
+                i64::try_from(*duration_s).unwrap_or(i64::MAX),
+                cost.micros()
+            ])?;
+        }
         Change::SaveBaseline {
             rule,
             subject,
@@ -836,6 +882,49 @@ impl Store for SqliteStore {
                 at,
                 ip,
                 user_agent,
+            });
+        }
+        Ok(out)
+    }
+
+    fn shadow_decisions(
+        &self,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<crate::ShadowDecision>, StoreError> {
+        let mut statement = self.conn.prepare_cached(
+            "SELECT call_id, extension, number, code, rule, message, at, duration_s, cost
+             FROM shadow_decisions WHERE at >= ?1 ORDER BY at, call_id",
+        )?;
+        let rows = statement.query_map(params![codec::format_time(since)], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, String>(4)?,
+                r.get::<_, String>(5)?,
+                r.get::<_, String>(6)?,
+                r.get::<_, Option<i64>>(7)?,
+                r.get::<_, Option<i64>>(8)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (call_id, extension, number, code, rule, message, at, duration_s, cost) = row?;
+            let at = codec::parse_time(&at).map_err(|detail| StoreError::Corrupt {
+                what: format!("shadow decision {call_id}"),
+                detail,
+            })?;
+            out.push(crate::ShadowDecision {
+                call_id,
+                extension,
+                number,
+                code,
+                rule,
+                message,
+                at,
+                duration_s: duration_s.map(|d| d.max(0) as u64),
+                cost: cost.map(Money::from_micros),
             });
         }
         Ok(out)

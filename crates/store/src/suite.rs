@@ -957,3 +957,43 @@ pub fn baselines_round_trip(mut store: impl Store) {
         ]
     );
 }
+
+pub fn shadow_decisions_record_and_settle(mut store: impl Store) {
+    use crate::ShadowDecision;
+    let decision = |id: &str, at: &str| ShadowDecision {
+        call_id: id.into(),
+        extension: "1001".into(),
+        number: "+88216123456".into(),
+        code: "class_not_allowed".into(),
+        rule: "account acme rules".into(),
+        message: "satellite destinations are not allowed".into(),
+        at: time(at),
+        duration_s: None,
+        cost: None,
+    };
+    store
+        .apply(&[
+            Change::RecordShadow(decision("s1", "2026-11-26T10:00:00Z")),
+            Change::RecordShadow(decision("s2", "2026-11-26T12:00:00Z")),
+            Change::SettleShadow {
+                call_id: "s1".into(),
+                duration_s: 125,
+                cost: Money::from_cents(450),
+            },
+        ])
+        .unwrap();
+    let all = store
+        .shadow_decisions(time("2026-11-26T00:00:00Z"))
+        .unwrap();
+    assert_eq!(all.len(), 2);
+    assert_eq!(all[0].duration_s, Some(125));
+    assert_eq!(all[0].cost, Some(Money::from_cents(450)));
+    assert_eq!(all[1].cost, None);
+    assert_eq!(
+        store
+            .shadow_decisions(time("2026-11-26T11:00:00Z"))
+            .unwrap()
+            .len(),
+        1
+    );
+}

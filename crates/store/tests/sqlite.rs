@@ -104,6 +104,12 @@ impl Store for TestStore {
     fn registrations(&self) -> Result<Vec<tollgate_store::RegistrationSeen>, StoreError> {
         self.inner.registrations()
     }
+    fn shadow_decisions(
+        &self,
+        since: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Vec<tollgate_store::ShadowDecision>, StoreError> {
+        self.inner.shadow_decisions(since)
+    }
     fn load_baselines(
         &self,
     ) -> Result<Vec<(String, tollgate_core::monitor::MonitorSubject, Vec<u8>)>, StoreError> {
@@ -288,6 +294,7 @@ fn an_empty_file_is_migrated_to_the_current_schema() {
             "cursors",
             "entities",
             "registrations",
+            "shadow_decisions",
             "spend",
             "suspensions"
         ]

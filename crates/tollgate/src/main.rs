@@ -12,6 +12,7 @@ mod audit;
 mod credentials;
 mod init;
 mod logscan;
+mod report;
 
 use anyhow::{bail, Context, Result};
 use chrono::{DateTime, Utc};
@@ -109,6 +110,11 @@ enum Command {
         time_zone: String,
         #[arg(long, default_value = "USD")]
         currency: String,
+    },
+    /// Reports on a service's database.
+    Report {
+        #[command(subcommand)]
+        what: ReportKind,
     },
     /// Copy the database while the service runs (SQLite's online backup), then check the
     /// copy (integrity, schema, the ledger's balance).
@@ -262,6 +268,24 @@ enum BanAction {
 }
 
 #[derive(Subcommand)]
+enum ReportKind {
+    /// What shadow mode would have denied, banned and alerted, and the money the denials
+    /// would have saved.
+    Shadow {
+        /// How far back, e.g. "7d", "24h" (default 7d).
+        #[arg(long, default_value = "7d")]
+        since: String,
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// The database to read (default: the policy's).
+        #[arg(long)]
+        database: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
 enum AlertsAction {
     /// Mark an open alert as seen (it stays open while its condition lasts).
     Ack {
@@ -381,6 +405,18 @@ fn main() -> ExitCode {
             country: &country,
             time_zone: &time_zone,
             currency: &currency,
+        }),
+        Command::Report {
+            what:
+                ReportKind::Shadow {
+                    since,
+                    config,
+                    database,
+                    json,
+                },
+        } => load(config.as_ref()).and_then(|loaded| {
+            let db = database.unwrap_or(loaded.settings.server.database);
+            report::shadow(&db, &since, json)
         }),
         Command::Backup {
             file,
