@@ -458,7 +458,7 @@ struct EndBody {
 /// Ends a call: settled, durable, counted. Shared by the HTTP API and FastAGI.
 /// How a call ended: settled in the ledger, or a shadow-allowed call and what it cost.
 pub(crate) enum Ended {
-    Settled(tollgate_core::ledger::Settlement),
+    Settled(Box<tollgate_core::ledger::Settlement>),
     Shadow { duration_s: u64, cost: Money },
 }
 
@@ -499,7 +499,7 @@ pub(crate) async fn end_call(
     if !follow.is_empty() {
         app.follow_up(follow);
     }
-    Ok(Ended::Settled(settlement))
+    Ok(Ended::Settled(Box::new(settlement)))
 }
 
 async fn end(
@@ -517,7 +517,7 @@ async fn end(
     }
     let at = instant(body.at)?;
     let settlement = match end_call(&app, &call_id, body.duration_s, at).await? {
-        Ended::Settled(settlement) => settlement,
+        Ended::Settled(settlement) => *settlement,
         Ended::Shadow { duration_s, cost } => {
             return Ok(Json(json!({
                 "call_id": call_id,
