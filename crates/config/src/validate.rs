@@ -556,7 +556,8 @@ pub fn account_from_raw(
     }
 }
 
-fn valid_id(id: &str) -> bool {
+/// Whether `id` is a valid account or extension id: 1 to 64 of letters, digits, `.` `_` `-` `@`.
+pub fn valid_id(id: &str) -> bool {
     !id.is_empty()
         && id.len() <= 64
         && id

@@ -78,13 +78,6 @@ fn quote(text: &str) -> String {
     toml::Value::String(text.to_string()).to_string()
 }
 
-fn valid_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= 64
-        && id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '@'))
-}
 
 /// Options of the command.
 pub struct InitOptions<'a> {
@@ -102,7 +95,7 @@ pub fn run(options: &InitOptions<'_>) -> Result<ExitCode> {
     let mut seen = std::collections::BTreeSet::new();
     let mut extensions: Vec<&ImportedExtension> = Vec::new();
     for ext in &inventory.extensions {
-        if !valid_id(&ext.id) {
+        if !tollgate_config::validate::valid_id(&ext.id) {
             skipped.push(format!(
                 "{}: extension {:?}: not a valid tollgate id (letters, digits, . _ - @; 64 at most)",
                 ext.location, ext.id
