@@ -97,7 +97,10 @@ fn packaged_policy_passes_check() {
         String::from_utf8_lossy(&out.stderr)
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains(": ok: 2 accounts, 2 extensions"), "{stdout}");
+    assert!(
+        stdout.contains(": ok: 2 accounts, 2 extensions"),
+        "{stdout}"
+    );
 }
 
 /// Absolute paths in a policy stay absolute (`base_dir.join(abs)` is `abs`): the packaged
