@@ -574,7 +574,7 @@ impl Run {
         out
     }
 
-    /// uid and gid of a user of the root.
+    /// uid, gid, home and shell of a user of the root.
     fn user(&self, name: &str) -> Option<(u32, u32, String, String)> {
         fs::read_to_string(self.path("/etc/passwd"))
             .unwrap()
