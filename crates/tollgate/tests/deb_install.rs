@@ -19,8 +19,8 @@
 //! in its own mount namespace for the same reason.
 //!
 //! The `.deb` is rebuilt only when a source is newer than the cached one
-//! (`TOLLGATE_DEB_REBUILD=1` forces it); the package build is the one release build of the
-//! test suite. The upgrade packages are the first one repacked with `dpkg-deb` under a higher
+//! (`TOLLGATE_DEB_REBUILD=1` forces it). It is built with the dev profile the test suite
+//! already uses (CI stays on one profile); the README builds the package with release. The upgrade packages are the first one repacked with `dpkg-deb` under a higher
 //! version, so they need no second build.
 //!
 //! Needs root, cargo-deb and Debian's debootstrap, systemd (systemd-analyze), util-linux
@@ -290,6 +290,10 @@ fn build_deb(tools: &Tools, cache: &Path) -> PathBuf {
         "-p",
         "tollgate",
         "--locked",
+        // The test's build profile, not release: CI stays on one profile (the package is
+        // the same but for the binary's optimisation; README builds it with release).
+        "--profile",
+        "dev",
         "--manifest-path",
         manifest.to_str().unwrap(),
         "--output",
