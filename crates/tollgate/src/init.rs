@@ -78,7 +78,6 @@ fn quote(text: &str) -> String {
     toml::Value::String(text.to_string()).to_string()
 }
 
-
 /// Options of the command.
 pub struct InitOptions<'a> {
     pub source: &'a InitSource,
