@@ -169,6 +169,7 @@ fn actions(
 }
 
 fn reaction(
+    shadow: Option<bool>,
     on_warning: Option<&Vec<String>>,
     on_critical: Option<&Vec<String>>,
     action_for: Option<&crate::raw::RawDuration>,
@@ -194,6 +195,7 @@ fn reaction(
         on_warning: actions(on_warning, base, "on_warning", problems),
         on_critical: actions(on_critical, base, "on_critical", problems),
         action_for_s,
+        shadow: shadow.unwrap_or(false),
     }
 }
 
@@ -327,6 +329,7 @@ pub fn monitor_from_raw(
             }
         }
         let reaction = reaction(
+            rule.shadow,
             rule.on_warning.as_ref(),
             rule.on_critical.as_ref(),
             rule.action_for.as_ref(),
@@ -447,6 +450,7 @@ pub fn monitor_from_raw(
             ),
             warmup_hours,
             reaction: reaction(
+                rule.shadow,
                 rule.on_warning.as_ref(),
                 rule.on_critical.as_ref(),
                 rule.action_for.as_ref(),

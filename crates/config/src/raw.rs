@@ -102,6 +102,8 @@ pub struct RawMonitorRule {
     pub on_warning: Option<Vec<String>>,
     pub on_critical: Option<Vec<String>>,
     pub action_for: Option<RawDuration>,
+    /// Raise the alerts but only record the actions ("would suspend ...").
+    pub shadow: Option<bool>,
 }
 
 /// A plain number that may be written as an integer or a decimal (not money).
@@ -136,6 +138,8 @@ pub struct RawBaseline {
     pub on_warning: Option<Vec<String>>,
     pub on_critical: Option<Vec<String>>,
     pub action_for: Option<RawDuration>,
+    /// Raise the alerts but only record the actions ("would suspend ...").
+    pub shadow: Option<bool>,
 }
 
 /// The intrusion guard: jails, scanners, enumeration, flood detection, log sources.

@@ -616,3 +616,34 @@ warmup = "7d"
     let mut fresh = Driver::new(engine(rules, ""));
     assert_eq!(fresh.engine.monitor.restore_baselines(broken), 1);
 }
+
+#[test]
+fn a_shadowed_rule_raises_its_alert_but_only_records_its_actions() {
+    let rule = SATELLITE_RULE.replace(
+        "on_critical = [\"suspend_extension\"]",
+        "on_critical = [\"suspend_extension\", \"deny_profile\"]\nshadow = true",
+    );
+    let mut d = Driver::new(engine(&rule, ""));
+    let start = monday() + Duration::days(1) + Duration::hours(2);
+    for i in 0..8 {
+        let decision = d.call("1001", "+88216123456", start + Duration::minutes(i), 30);
+        assert!(
+            deny_code(&decision).is_none(),
+            "call {i} refused: {decision:?}"
+        );
+    }
+    let alert = d.engine.monitor.open_alerts().pop().unwrap();
+    assert_eq!(alert.severity, Severity::Critical);
+    assert_eq!(
+        alert.actions,
+        vec![
+            "shadow mode: would suspend extension",
+            "shadow mode: would deny profile"
+        ]
+    );
+    assert!(d.engine.monitor.suspensions().is_empty());
+    assert!(!d
+        .effects
+        .iter()
+        .any(|e| matches!(e, MonitorEffect::Suspended(_))));
+}

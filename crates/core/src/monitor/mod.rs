@@ -991,6 +991,7 @@ impl Monitor {
                     rule_index,
                     &actions,
                     reaction.action_for_s,
+                    reaction.shadow,
                     trigger,
                     now,
                 );
@@ -1040,6 +1041,7 @@ impl Monitor {
                         rule_index,
                         &actions,
                         reaction.action_for_s,
+                        reaction.shadow,
                         trigger,
                         now,
                     );
@@ -1061,6 +1063,7 @@ impl Monitor {
         rule_index: u16,
         actions: &[Action],
         action_for_s: Option<u64>,
+        shadow: bool,
         trigger: Option<&Trigger<'_>>,
         now: DateTime<Utc>,
     ) {
@@ -1070,6 +1073,13 @@ impl Monitor {
             None => "until lifted".to_string(),
         };
         for action in actions {
+            if *action != Action::Alert && shadow {
+                alert.actions.push(format!(
+                    "shadow mode: would {}",
+                    action.as_str().replace('_', " ")
+                ));
+                continue;
+            }
             match action {
                 Action::Alert => {}
                 Action::DenyProfile => {

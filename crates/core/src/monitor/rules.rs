@@ -243,6 +243,8 @@ pub struct Reaction {
     /// `None`: a suspension lasts until a person lifts it; a profile deny until the alert
     /// closes; a ban lasts one hour.
     pub action_for_s: Option<u64>,
+    /// Shadow mode for this rule: alerts are raised, actions only recorded as "would ...".
+    pub shadow: bool,
 }
 
 /// A fixed-threshold rule over a sliding window, in the spirit of OpenSIPS' fraud_detection.
