@@ -986,15 +986,7 @@ impl Monitor {
                         b.taint();
                     }
                 }
-                self.carry_out(
-                    &mut alert,
-                    rule_index,
-                    &actions,
-                    reaction.action_for_s,
-                    reaction.shadow,
-                    trigger,
-                    now,
-                );
+                self.carry_out(&mut alert, rule_index, &actions, &reaction, trigger, now);
                 self.outbox.push(MonitorEffect::Alert {
                     alert: alert.clone(),
                     event: AlertEvent::Opened,
@@ -1040,8 +1032,7 @@ impl Monitor {
                         &mut open.alert,
                         rule_index,
                         &actions,
-                        reaction.action_for_s,
-                        reaction.shadow,
+                        &reaction,
                         trigger,
                         now,
                     );
@@ -1062,11 +1053,11 @@ impl Monitor {
         alert: &mut Alert,
         rule_index: u16,
         actions: &[Action],
-        action_for_s: Option<u64>,
-        shadow: bool,
+        reaction: &Reaction,
         trigger: Option<&Trigger<'_>>,
         now: DateTime<Utc>,
     ) {
+        let (action_for_s, shadow) = (reaction.action_for_s, reaction.shadow);
         let until = action_for_s.map(|s| now + Duration::seconds(s as i64));
         let lasting = match action_for_s {
             Some(s) => format!("for {}", duration_text(s)),
