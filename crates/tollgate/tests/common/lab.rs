@@ -185,6 +185,8 @@ pub struct Lab {
     /// The namespaces created so far (removed in `Drop`).
     created: Vec<String>,
     pub children: Vec<Child>,
+    /// tollgate, once started (see `stop_tollgate`).
+    tollgate: Option<Child>,
     /// Files whose ends `Drop` prints when the test fails.
     pub logs: Vec<&'static str>,
 }
@@ -217,6 +219,7 @@ impl Lab {
             prefix,
             created: Vec::new(),
             children: Vec::new(),
+            tollgate: None,
             logs: Vec::new(),
         };
         lab.remove_stale();
@@ -395,7 +398,7 @@ impl Lab {
             .spawn()
             .unwrap();
         let stdout = tollgate.stdout.take().unwrap();
-        self.children.push(tollgate);
+        self.tollgate = Some(tollgate);
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
             // Reads on to the end, so that tollgate never blocks on a full pipe.
@@ -452,6 +455,19 @@ impl Lab {
         token: &str,
         body: Option<&str>,
     ) -> (u16, Value) {
+        let (status, text) = self.api_text(base, method, route, token, body);
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    /// Like `api`, with the body as text (e.g. `/metrics`).
+    pub fn api_text(
+        &self,
+        base: &str,
+        method: &str,
+        route: &str,
+        token: &str,
+        body: Option<&str>,
+    ) -> (u16, String) {
         let headers = self.dir.join("curl-headers.txt");
         fs::write(
             &headers,
@@ -479,10 +495,7 @@ impl Lab {
         let (code, stdout, stderr) = self.run_in(&self.server, Duration::from_secs(10), &argv);
         assert_eq!(code, Some(0), "curl {method} {route}: {stderr}");
         let (body, status) = stdout.rsplit_once('\n').unwrap_or(("", &stdout));
-        (
-            status.trim().parse().unwrap_or(0),
-            serde_json::from_str(body).unwrap_or(Value::Null),
-        )
+        (status.trim().parse().unwrap_or(0), body.to_string())
     }
 
     pub fn nft_json(&self, args: &[&str]) -> Value {
@@ -560,9 +573,11 @@ impl Lab {
         }
     }
 
-    /// Stops one child this lab started (TERM to its `timeout`, which passes it on to the
-    /// program, then KILL), waiting at most 5 s.
-    pub fn stop_child(&self, child: &mut Child) {
+    /// Stops tollgate (TERM to its `timeout`, which passes it on), waiting at most 5 s.
+    pub fn stop_tollgate(&mut self) {
+        let Some(mut child) = self.tollgate.take() else {
+            return;
+        };
         let pid = child.id().to_string();
         let _ = run(
             &self.tools,
@@ -598,7 +613,7 @@ impl Drop for Lab {
         for ns in self.created.clone() {
             self.stop_processes_in(&ns);
         }
-        for child in &mut self.children {
+        for child in self.children.iter_mut().chain(self.tollgate.as_mut()) {
             let _ = child.kill();
             let _ = child.wait();
         }
