@@ -881,7 +881,25 @@ fn calls_through_kamailio_are_authorized_capped_and_guarded_by_tollgate() {
     let dialogs = lab.active_dialogs(&rundir);
     assert_eq!(dialogs, 0, "dialogs left in Kamailio");
 
-    // 5. tollgate stopped: fail-closed, the next call is refused with 503 at once.
+    // 5. tollgate stuck (SIGSTOP: connections are accepted, nothing answers): the call is
+    //    refused with 503 after the configuration's 1 s timeout (fail-closed). Then tollgate
+    //    stopped: refused with 503 at once.
+    lab.signal_in(&lab.server, "tollgate", "-STOP");
+    let stuck = Instant::now();
+    let (code, stuck_trace) = lab.sipp_calls(&phone, "1001", NATIONAL, 1, 10, "stuck");
+    let stuck_time = stuck.elapsed();
+    lab.signal_in(&lab.server, "tollgate", "-CONT");
+    assert_eq!(code, Some(0), "SIPp's call while tollgate is stuck");
+    let stuck_call = call_outcomes(&stuck_trace).into_values().next().unwrap();
+    assert_eq!(
+        (stuck_call.status, stuck_call.reason.as_str()),
+        (Some(503), "Call Control Unavailable"),
+        "{stuck_call:?}"
+    );
+    assert!(
+        stuck_time >= Duration::from_secs(1) && stuck_time < Duration::from_secs(3),
+        "refused after {stuck_time:?} for a 1 s timeout"
+    );
     lab.stop_tollgate();
     let down = Instant::now();
     let (code, down_trace) = lab.sipp_calls(&phone, "1001", NATIONAL, 1, 10, "down");
@@ -935,7 +953,11 @@ fn calls_through_kamailio_are_authorized_capped_and_guarded_by_tollgate() {
     );
     println!("  4. (kill switch: not yet)");
     println!(
-        "  5. tollgate stopped: 1001's call refused {} {:?} (fail-closed) in {}; Kamailio holds {dialogs} dialogs",
+        "  5. tollgate stuck (SIGSTOP): 1001's call refused {} {:?} in {} (1 s timeout); tollgate stopped: refused {} {:?} in {} (fail-closed); \
+         Kamailio holds {dialogs} dialogs",
+        stuck_call.status.unwrap(),
+        stuck_call.reason,
+        ms(stuck_time),
         down_call.status.unwrap(),
         down_call.reason,
         ms(down_time)

@@ -573,6 +573,26 @@ impl Lab {
         }
     }
 
+    /// Sends `signal` (e.g. "-STOP") to the processes called `program` in a namespace.
+    pub fn signal_in(&self, ns: &str, program: &str, signal: &str) {
+        let out = run(
+            &self.tools,
+            Duration::from_secs(5),
+            &[path(&self.tools.ip), "netns", "pids", ns],
+        );
+        let pids: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .filter(|pid| {
+                fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == program)
+            })
+            .map(String::from)
+            .collect();
+        assert!(!pids.is_empty(), "no {program} in {ns}");
+        let mut argv = vec!["sh", "-c", "kill \"$@\"", "kill", signal];
+        argv.extend(pids.iter().map(String::as_str));
+        let _ = run(&self.tools, Duration::from_secs(5), &argv);
+    }
+
     /// Stops tollgate (TERM to its `timeout`, which passes it on), waiting at most 5 s.
     pub fn stop_tollgate(&mut self) {
         let Some(mut child) = self.tollgate.take() else {
