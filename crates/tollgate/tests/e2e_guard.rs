@@ -29,15 +29,17 @@
 // Test code: failures must fail loudly.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use std::fs;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
+use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use chrono::{DateTime, NaiveDateTime, Utc};
+use chrono::{DateTime, Utc};
+use common::lab::{ms, path, read_trace, require_tools, wait_for, Host, Lab, Link};
 use serde_json::Value;
 
 /// The server's side of each link, and the three clients. Fixed: the namespaces are private
@@ -81,360 +83,6 @@ ports = [5060]
 "#,
         BANTIME.as_secs()
     )
-}
-
-/// Absolute paths of the programs the test runs (root's PATH may lack /usr/sbin under
-/// `cargo test`, and `ip netns exec` needs a program it can find).
-struct Tools {
-    ip: PathBuf,
-    nft: PathBuf,
-    kamailio: PathBuf,
-    sipp: PathBuf,
-    svcrack: PathBuf,
-    timeout: PathBuf,
-}
-
-fn find_program(name: &str) -> Option<PathBuf> {
-    let path = std::env::var("PATH").unwrap_or_default();
-    let found = path
-        .split(':')
-        .filter(|d| !d.is_empty())
-        .chain(["/usr/sbin", "/sbin", "/usr/bin", "/bin"])
-        .map(|dir| Path::new(dir).join(name))
-        .find(|p| p.is_file());
-    found
-}
-
-/// Fails at once, naming the Debian package, when something the test needs is missing.
-fn require_tools() -> Tools {
-    let status = fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let euid = status
-        .lines()
-        .find_map(|l| l.strip_prefix("Uid:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .unwrap_or("?");
-    assert_eq!(
-        euid, "0",
-        "e2e_guard needs root (it creates network namespaces and nftables rules in them): run the tests as root"
-    );
-    let get = |program: &str, package: &str| {
-        find_program(program).unwrap_or_else(|| {
-            panic!(
-                "e2e_guard needs `{program}`: install Debian's `{package}` package \
-                 (./scripts/test installs the test dependencies)"
-            )
-        })
-    };
-    Tools {
-        ip: get("ip", "iproute2"),
-        nft: get("nft", "nftables"),
-        kamailio: get("kamailio", "kamailio"),
-        sipp: get("sipp", "sip-tester"),
-        svcrack: get("svcrack", "sipvicious"),
-        timeout: get("timeout", "coreutils"),
-    }
-}
-
-/// `timeout` around every external program, so that none can hang the test; `-k` kills it
-/// if it ignores the TERM.
-fn bounded(tools: &Tools, limit: Duration, argv: &[&str]) -> Command {
-    let mut cmd = Command::new(&tools.timeout);
-    cmd.args(["-k", "2", &format!("{:.1}", limit.as_secs_f64())])
-        .args(argv);
-    cmd
-}
-
-fn run(tools: &Tools, limit: Duration, argv: &[&str]) -> Output {
-    bounded(tools, limit, argv)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {argv:?}: {e}"))
-}
-
-fn run_ok(tools: &Tools, limit: Duration, argv: &[&str]) -> String {
-    let out = run(tools, limit, argv);
-    assert!(
-        out.status.success(),
-        "{argv:?} failed ({}): {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// Waits for `check` to give a value, polling every `every`, at most `limit`.
-fn wait_for<T>(
-    what: &str,
-    limit: Duration,
-    every: Duration,
-    mut check: impl FnMut() -> Option<T>,
-) -> T {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(value) = check() {
-            return value;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {limit:?}: {what}"
-        );
-        std::thread::sleep(every);
-    }
-}
-
-/// A client host: its namespace, its address, and the server's address on its link.
-#[derive(Clone)]
-struct Host {
-    ns: String,
-    ip: &'static str,
-    server_ip: &'static str,
-}
-
-/// The namespaces and what runs in them; `Drop` removes everything.
-struct Lab {
-    tools: Tools,
-    dir: PathBuf,
-    server: String,
-    attacker: Host,
-    office: Host,
-    scanner: Host,
-    /// The namespaces created so far (removed in `Drop`).
-    created: Vec<String>,
-    children: Vec<Child>,
-}
-
-impl Lab {
-    fn new(tools: Tools, dir: &Path) -> Lab {
-        let pid = std::process::id();
-        let mut lab = Lab {
-            tools,
-            dir: dir.to_path_buf(),
-            server: format!("tg-e2e-srv-{pid}"),
-            attacker: Host {
-                ns: format!("tg-e2e-att-{pid}"),
-                ip: ATTACKER,
-                server_ip: SERVER_FOR_ATTACKER,
-            },
-            office: Host {
-                ns: format!("tg-e2e-off-{pid}"),
-                ip: OFFICE,
-                server_ip: SERVER_FOR_OFFICE,
-            },
-            scanner: Host {
-                ns: format!("tg-e2e-scn-{pid}"),
-                ip: SCANNER,
-                server_ip: SERVER_FOR_SCANNER,
-            },
-            created: Vec::new(),
-            children: Vec::new(),
-        };
-        lab.remove_stale();
-        let names = [
-            lab.server.clone(),
-            lab.attacker.ns.clone(),
-            lab.office.ns.clone(),
-            lab.scanner.ns.clone(),
-        ];
-        for ns in names {
-            lab.ip(&["netns", "add", &ns]);
-            lab.created.push(ns.clone());
-            lab.ip(&["-n", &ns, "link", "set", "lo", "up"]);
-        }
-        // One veth pair per client, created from inside the namespaces (`-n`, peer moved
-        // straight into the client's namespace) so that no interface ever appears on the
-        // host, not even for a moment.
-        let server = lab.server.clone();
-        let links = [
-            (lab.attacker.clone(), "att"),
-            (lab.office.clone(), "off"),
-            (lab.scanner.clone(), "scn"),
-        ];
-        for (host, link) in links {
-            let (client, server_ip, client_ip) = (host.ns, host.server_ip, host.ip);
-            lab.ip(&[
-                "-n", &server, "link", "add", link, "type", "veth", "peer", "name", "eth0",
-                "netns", &client,
-            ]);
-            lab.ip(&[
-                "-n",
-                &server,
-                "addr",
-                "add",
-                &format!("{server_ip}/30"),
-                "dev",
-                link,
-            ]);
-            lab.ip(&["-n", &server, "link", "set", link, "up"]);
-            lab.ip(&[
-                "-n",
-                &client,
-                "addr",
-                "add",
-                &format!("{client_ip}/30"),
-                "dev",
-                "eth0",
-            ]);
-            lab.ip(&["-n", &client, "link", "set", "eth0", "up"]);
-        }
-        lab
-    }
-
-    /// Namespaces left by an earlier run that was killed before its `Drop` (its pid is gone).
-    fn remove_stale(&self) {
-        let list = run(
-            &self.tools,
-            Duration::from_secs(5),
-            &[path(&self.tools.ip), "netns", "list"],
-        );
-        for line in String::from_utf8_lossy(&list.stdout).lines() {
-            let Some(name) = line.split_whitespace().next() else {
-                continue;
-            };
-            let Some(rest) = name.strip_prefix("tg-e2e-") else {
-                continue;
-            };
-            let Some((_, pid)) = rest.split_once('-') else {
-                continue;
-            };
-            if pid.parse::<u32>().is_ok() && !Path::new(&format!("/proc/{pid}")).exists() {
-                self.stop_processes_in(name);
-                let _ = run(
-                    &self.tools,
-                    Duration::from_secs(5),
-                    &[path(&self.tools.ip), "netns", "del", name],
-                );
-            }
-        }
-    }
-
-    fn ip(&self, args: &[&str]) -> String {
-        let mut argv = vec![path(&self.tools.ip)];
-        argv.extend_from_slice(args);
-        run_ok(&self.tools, Duration::from_secs(10), &argv)
-    }
-
-    /// `ip netns exec NS timeout ... PROGRAM ARGS`: the command, bounded, in a namespace.
-    fn in_ns(&self, ns: &str, limit: Duration, argv: &[&str]) -> Command {
-        let mut cmd = Command::new(&self.tools.ip);
-        cmd.args(["netns", "exec", ns])
-            .arg(&self.tools.timeout)
-            .args(["-k", "2", &format!("{:.1}", limit.as_secs_f64())])
-            .args(argv)
-            .current_dir(&self.dir)
-            .stdin(Stdio::null());
-        cmd
-    }
-
-    fn nft_json(&self, args: &[&str]) -> Value {
-        let mut argv = vec![path(&self.tools.nft), "-j"];
-        argv.extend_from_slice(args);
-        let out = self
-            .in_ns(&self.server, Duration::from_secs(5), &argv)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "nft {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).unwrap()
-    }
-
-    /// The addresses in `inet tollgate banned_v4` (`nft -j list set`).
-    fn banned_v4(&self) -> Vec<String> {
-        let set = self.nft_json(&["list", "set", "inet", "tollgate", "banned_v4"]);
-        set["nftables"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|o| o["set"]["elem"].as_array())
-            .flatten()
-            .filter_map(|e| {
-                // Elements with a timeout come as {"elem": {"val": ...}}, others bare.
-                e["elem"]["val"].as_str().or(e.as_str()).map(String::from)
-            })
-            .collect()
-    }
-
-    /// The packet counter of the drop rule for `banned_v4`.
-    fn drop_counter(&self) -> u64 {
-        let chain = self.nft_json(&["list", "chain", "inet", "tollgate", "input"]);
-        chain["nftables"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|o| o["rule"]["comment"] == "tollgate banned_v4")
-            .filter_map(|o| o["rule"]["expr"].as_array())
-            .flatten()
-            .find_map(|e| e["counter"]["packets"].as_u64())
-            .unwrap_or_else(|| panic!("no counter on the banned_v4 drop rule: {chain}"))
-    }
-
-    /// Sends TERM, then KILL, to every process left in a namespace: only processes this
-    /// test started can be there, since the namespace's name carries this run's pid.
-    fn stop_processes_in(&self, ns: &str) {
-        let pids = |lab: &Lab| -> Vec<String> {
-            let out = run(
-                &lab.tools,
-                Duration::from_secs(5),
-                &[path(&lab.tools.ip), "netns", "pids", ns],
-            );
-            String::from_utf8_lossy(&out.stdout)
-                .split_whitespace()
-                .map(String::from)
-                .collect()
-        };
-        for signal in ["-TERM", "-KILL"] {
-            let list = pids(self);
-            if list.is_empty() {
-                return;
-            }
-            // The shell's own `kill`: /usr/bin/kill (procps) is not on every machine.
-            let mut argv = vec!["sh", "-c", "kill \"$@\"", "kill", signal];
-            argv.extend(list.iter().map(String::as_str));
-            let _ = run(&self.tools, Duration::from_secs(5), &argv);
-            let deadline = Instant::now() + Duration::from_secs(3);
-            while !pids(self).is_empty() && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        }
-    }
-
-    fn tail_of(&self, file: &str, lines: usize) -> String {
-        let text = fs::read_to_string(self.dir.join(file)).unwrap_or_default();
-        let all: Vec<&str> = text.lines().collect();
-        all[all.len().saturating_sub(lines)..].join("\n")
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            eprintln!(
-                "--- kamailio.log (end) ---\n{}\n--- tollgate.log (end) ---\n{}\n---",
-                self.tail_of("kamailio.log", 30),
-                self.tail_of("tollgate.log", 30)
-            );
-        }
-        for ns in self.created.clone() {
-            self.stop_processes_in(&ns);
-        }
-        for child in &mut self.children {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        for ns in &self.created {
-            let _ = run(
-                &self.tools,
-                Duration::from_secs(10),
-                &[path(&self.tools.ip), "netns", "del", ns],
-            );
-        }
-    }
-}
-
-fn path(p: &Path) -> &str {
-    p.to_str().unwrap()
 }
 
 /// What one SIPp run did, from its message trace.
@@ -508,31 +156,17 @@ impl Lab {
 
     fn sipp_wait(&self, mut sipp: Sipp) -> SippRun {
         let status = sipp.child.wait().unwrap();
-        let text = fs::read_to_string(&sipp.trace).unwrap_or_default();
-        let mut run = SippRun {
+        let trace = read_trace(&sipp.trace);
+        SippRun {
             code: status.code(),
-            sent: 0,
-            received: 0,
-            last_auth_sent: None,
-        };
-        // Each message: a line of dashes and the time, "UDP message sent|received ...",
-        // then the message.
-        for block in text.split("----------------------------------------------- ") {
-            let mut lines = block.lines();
-            let Some(when) = lines.next() else { continue };
-            let Some(kind) = lines.next() else { continue };
-            if kind.contains("message sent") {
-                run.sent += 1;
-                if block.contains("\nAuthorization:") {
-                    let at = NaiveDateTime::parse_from_str(when.trim(), "%Y-%m-%d %H:%M:%S%.f")
-                        .unwrap_or_else(|e| panic!("SIPp trace time {when:?}: {e}"));
-                    run.last_auth_sent = Some(at.and_utc());
-                }
-            } else if kind.contains("message received") {
-                run.received += 1;
-            }
+            sent: trace.iter().filter(|m| m.sent).count(),
+            received: trace.iter().filter(|m| !m.sent).count(),
+            last_auth_sent: trace
+                .iter()
+                .filter(|m| m.sent && m.header("Authorization").is_some())
+                .map(|m| m.at)
+                .next_back(),
         }
-        run
     }
 
     fn sipp_run(&self, from: &Host, user: &str, password: &str, calls: u32, tag: &str) -> SippRun {
@@ -615,17 +249,40 @@ fn added_at(additions: &Additions, ip: &str) -> Option<SystemTime> {
         .map(|(t, _)| *t)
 }
 
-fn ms(d: Duration) -> String {
-    format!("{:.1} ms", d.as_secs_f64() * 1000.0)
-}
-
 #[test]
 fn sipp_failures_through_kamailio_are_banned_in_nftables_dropped_and_expire() {
     let started = Instant::now();
-    let tools = require_tools();
+    let tools = require_tools("e2e_guard", &[]);
     let dir = tempfile::tempdir().unwrap();
     // Declared after `dir`, so dropped before it: the processes stop before their files go.
-    let mut lab = Lab::new(tools, dir.path());
+    let mut lab = Lab::new(
+        tools,
+        dir.path(),
+        "e2e",
+        &[
+            Link {
+                name: "att",
+                client_ip: ATTACKER,
+                server_ip: SERVER_FOR_ATTACKER,
+                prefix: 30,
+            },
+            Link {
+                name: "off",
+                client_ip: OFFICE,
+                server_ip: SERVER_FOR_OFFICE,
+                prefix: 30,
+            },
+            Link {
+                name: "scn",
+                client_ip: SCANNER,
+                server_ip: SERVER_FOR_SCANNER,
+                prefix: 30,
+            },
+        ],
+    );
+    lab.logs = vec!["kamailio.log", "tollgate.log"];
+    let (attacker_host, office_host, scanner_host) =
+        (lab.host("att"), lab.host("off"), lab.host("scn"));
 
     // nft monitor first, so that it sees the table being made and every ban after.
     let additions: Additions = Arc::default();
@@ -657,101 +314,13 @@ fn sipp_failures_through_kamailio_are_banned_in_nftables_dropped_and_expire() {
     // Kamailio, its stderr (-E) appended to the log tollgate tails.
     let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/kamailio.cfg");
     let rundir = dir.path().join("kamailio-run");
-    fs::create_dir(&rundir).unwrap();
-    let log = fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(dir.path().join("kamailio.log"))
-        .unwrap();
-    let kamailio = lab
-        .in_ns(
-            &lab.server,
-            Duration::from_secs(120),
-            &[
-                path(&lab.tools.kamailio),
-                "-f",
-                path(&config),
-                "-DD",
-                "-E",
-                "-m",
-                "256",
-                "-M",
-                "32",
-                "-Y",
-                path(&rundir),
-            ],
-        )
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    lab.children.push(kamailio);
+    lab.start_kamailio(&config, &rundir, 256, "kamailio.log");
 
     // tollgate in the server namespace; the API's address is on its first line.
     fs::write(dir.path().join("policy.toml"), policy()).unwrap();
-    let tollgate_log = fs::File::create(dir.path().join("tollgate.log")).unwrap();
-    let mut tollgate = lab
-        .in_ns(
-            &lab.server,
-            Duration::from_secs(120),
-            &[
-                env!("CARGO_BIN_EXE_tollgate"),
-                "serve",
-                "--config",
-                "policy.toml",
-                "--listen",
-                "127.0.0.1:0",
-                "--database",
-                "tollgate.db",
-            ],
-        )
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::piped())
-        .stderr(tollgate_log)
-        .spawn()
-        .unwrap();
-    let stdout = tollgate.stdout.take().unwrap();
-    lab.children.push(tollgate);
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        // Reads on to the end, so that tollgate never blocks on a full pipe.
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(addr) = line.strip_prefix("listening on ") {
-                let _ = tx.send(addr.trim().to_string());
-            }
-        }
-    });
-    let api = format!(
-        "http://{}",
-        rx.recv_timeout(Duration::from_secs(30))
-            .expect("tollgate did not start listening")
-    );
+    let api = lab.start_tollgate("policy.toml", "127.0.0.1:0");
     // Its table is made by its firewall worker, just after it starts listening.
-    wait_for(
-        "tollgate's nftables table",
-        Duration::from_secs(10),
-        Duration::from_millis(50),
-        || {
-            lab.in_ns(
-                &lab.server,
-                Duration::from_secs(5),
-                &[
-                    path(&lab.tools.nft),
-                    "list",
-                    "chain",
-                    "inet",
-                    "tollgate",
-                    "input",
-                ],
-            )
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .unwrap()
-            .success()
-            .then_some(())
-        },
-    );
+    lab.wait_for_tollgate_table();
 
     // The office registers with the right password: Kamailio answers (it is up), and the
     // auth=success line it writes goes through tollgate's parser without effect.
@@ -760,7 +329,7 @@ fn sipp_failures_through_kamailio_are_banned_in_nftables_dropped_and_expire() {
         Duration::from_secs(15),
         Duration::from_millis(200),
         || {
-            let run = lab.sipp_run(&lab.office, "1002", "s3cret-1002", 1, "probe");
+            let run = lab.sipp_run(&office_host, "1002", "s3cret-1002", 1, "probe");
             (run.code == Some(0)).then_some(run)
         },
     );
@@ -768,13 +337,13 @@ fn sipp_failures_through_kamailio_are_banned_in_nftables_dropped_and_expire() {
     let setup = started.elapsed();
 
     // 1. maxretry - 1 failures ban nobody; the next one bans the attacker, not the office.
-    let attacker = lab.sipp_run(&lab.attacker, "1001", "guess", MAXRETRY - 1, "att1");
+    let attacker = lab.sipp_run(&attacker_host, "1001", "guess", MAXRETRY - 1, "att1");
     assert_eq!(
         (attacker.code, attacker.received),
         (Some(0), 2 * (MAXRETRY as usize - 1)),
         "every attempt answered 401 and 403"
     );
-    let office = lab.sipp_run(&lab.office, "1001", "typo", MAXRETRY - 1, "off1");
+    let office = lab.sipp_run(&office_host, "1001", "typo", MAXRETRY - 1, "off1");
     assert_eq!(
         (office.code, office.received),
         (Some(0), 2 * (MAXRETRY as usize - 1))
@@ -789,7 +358,7 @@ fn sipp_failures_through_kamailio_are_banned_in_nftables_dropped_and_expire() {
     );
     assert!(lab.bans(&api).is_empty());
 
-    let last = lab.sipp_run(&lab.attacker, "1001", "guess", 1, "att2");
+    let last = lab.sipp_run(&attacker_host, "1001", "guess", 1, "att2");
     assert_eq!(
         (last.code, last.received),
         (Some(0), 2),
@@ -830,15 +399,15 @@ fn sipp_failures_through_kamailio_are_banned_in_nftables_dropped_and_expire() {
         reason.starts_with(&format!("{MAXRETRY} failures")),
         "{reason}"
     );
-    let office_last = lab.sipp_run(&lab.office, "1001", "typo", 1, "off2");
+    let office_last = lab.sipp_run(&office_host, "1001", "typo", 1, "off2");
     assert_eq!(office_last.received, 2);
 
     // 2. While banned: the attacker's REGISTERs are dropped (counter up, no answer),
     //    the office is answered. Both at once.
     let counter_before = lab.drop_counter();
     let calls = 3;
-    let attacking = lab.sipp(&lab.attacker, "1001", "guess", calls, "att3");
-    let working = lab.sipp(&lab.office, "1001", "typo", calls, "off3");
+    let attacking = lab.sipp(&attacker_host, "1001", "guess", calls, "att3");
+    let working = lab.sipp(&office_host, "1001", "typo", calls, "off3");
     let dropped = lab.sipp_wait(attacking);
     let answered = lab.sipp_wait(working);
     let counter_after = lab.drop_counter();
@@ -880,7 +449,7 @@ fn sipp_failures_through_kamailio_are_banned_in_nftables_dropped_and_expire() {
     .unwrap();
     let mut svcrack = lab
         .in_ns(
-            &lab.scanner.ns,
+            &scanner_host.ns,
             // svcrack waits 10 s for late answers once done: 4 s is plenty for 4 guesses.
             Duration::from_secs(4),
             &[
@@ -918,13 +487,13 @@ fn sipp_failures_through_kamailio_are_banned_in_nftables_dropped_and_expire() {
         },
     );
     let api_held = api_gone.duration_since(banned_at).unwrap_or_default();
-    let again = lab.sipp_run(&lab.attacker, "1001", "guess", 1, "att4");
+    let again = lab.sipp_run(&attacker_host, "1001", "guess", 1, "att4");
     assert_eq!(
         (again.code, again.received),
         (Some(0), 2),
         "answered again after the ban"
     );
-    let office_again = lab.sipp_run(&lab.office, "1001", "typo", 1, "off4");
+    let office_again = lab.sipp_run(&office_host, "1001", "typo", 1, "off4");
     assert_eq!(office_again.received, 2);
 
     // The scanner: banned at once by its User-Agent (friendly-scanner).

@@ -11,6 +11,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+/// Network namespaces, Kamailio, SIPp and nftables for the end-to-end tests.
+pub mod lab;
+
 /// The tokens (files in the test folder) and the dry-run firewall every test policy
 /// starts with: tests never touch the host's firewall.
 #[macro_export]
