@@ -12,7 +12,8 @@
 //! 3. sipvicious (`svwar`, then `svcrack` with a word list) from an attacker: no extension
 //!    found, the attacker banned in nftables after `maxretry` failures, no password found;
 //!    then an OPTIONS flood from a second address, banned by the flood detection;
-//! 4. (see the comment in the test: the kill switch's step goes there);
+//! 4. an extension suspended mid-call: tollgate ends the call through Kamailio's JSON-RPC
+//!    (the kill switch) and both ends get the BYE within a second;
 //! 5. tollgate stopped: the next call is refused with 503 (the configuration's default,
 //!    fail-closed).
 //!
@@ -149,6 +150,17 @@ account = "night"
 allowed_cidrs = ["10.201.1.0/24"]
 limits = {{ daily = "1.00", monthly = "10.00" }}
 
+# Step 4: a long call, ended by the kill switch when the extension is suspended.
+[extensions.1004]
+account = "office"
+allowed_cidrs = ["10.201.1.0/24"]
+limits = {{ daily = "5.00", monthly = "10.00" }}
+max_call_duration = "60s"
+
+[hangup]
+timeout_s = 2
+kamailio = {{ url = "http://127.0.0.1:5071/RPC" }}
+
 [guard]
 allowlist = ["10.201.1.0/24", "10.201.2.0/24"]
 scanner_user_agents_builtin = false
@@ -173,7 +185,7 @@ fn write_subscribers(dir: &Path) -> PathBuf {
     .unwrap();
     let mut subscribers =
         String::from("id(int,auto) username(string) domain(string) password(string) \n");
-    for (i, ext) in ["1001", "1002", "1003"].iter().enumerate() {
+    for (i, ext) in ["1001", "1002", "1003", "1004"].iter().enumerate() {
         subscribers.push_str(&format!(
             "{}:{ext}:{SERVER_FOR_PHONES}:{}\n",
             i + 1,
@@ -199,6 +211,8 @@ fn write_kamailio_cfg(dir: &Path, token: &str, db: &Path) -> PathBuf {
 #!define PSTN_GATEWAY "sip:{CALLEE}:5060"
 #!define PSTN_GATEWAY_IP "{CALLEE}"
 #!define KAMAILIO_CHILDREN 4
+#!define TOLLGATE_HANGUP
+listen=tcp:127.0.0.1:5071
 listen=udp:{SERVER_FOR_PHONES}:5060
 listen=udp:{SERVER_FOR_CALLEE}:5060
 listen=udp:{SERVER_FOR_ATTACKER}:5060
@@ -874,8 +888,59 @@ fn calls_through_kamailio_are_authorized_capped_and_guarded_by_tollgate() {
         "Kamailio errors: {kamailio_errors:#?}"
     );
 
-    // 4. (Reserved: suspension mid-call through the kill switch, `pbx_ref` "h_entry:h_id"
-    //    and `kamcmd dlg.end_dlg`, goes here once the kill-switch adapter lands.)
+    // 4. The kill switch: 1004's call is up (a 60 s grant); 1004 is suspended through the
+    //    API; tollgate ends the call through Kamailio's JSON-RPC (dlg.end_dlg with the
+    //    dialog's h_entry:h_id it got at authorize) and both ends get Kamailio's BYE.
+    let step4 = Instant::now();
+    let (suspended_at, (code, kill_trace)) = std::thread::scope(|scope| {
+        let caller = scope.spawn(|| lab.sipp_calls(&phone, "1004", NATIONAL, 1, 1, "kill"));
+        wait_for(
+            "1004's call answered",
+            Duration::from_secs(15),
+            Duration::from_millis(100),
+            || {
+                (lab.active_dialogs(&rundir) == 1
+                    && lab.credit(&api, &reader, "1004")["active_calls"] == 1)
+                    .then_some(())
+            },
+        );
+        // The call is confirmed: give the ACK a moment to pass Kamailio.
+        std::thread::sleep(Duration::from_millis(500));
+        let at = chrono::Utc::now();
+        let (status, body) = lab.api(&api, "POST", "/v1/extensions/1004/suspend", &admin, None);
+        assert_eq!(status, 200, "{body}");
+        (at, caller.join().unwrap())
+    });
+    assert_eq!(code, Some(0), "SIPp's call ended by the kill switch");
+    let bye_to_caller = kill_trace
+        .iter()
+        .find(|m| !m.sent && m.method() == Some("BYE"))
+        .expect("the caller got a BYE");
+    let kill_delay = (bye_to_caller.at - suspended_at).num_milliseconds() as f64 / 1000.0;
+    assert!(
+        kill_delay < 1.0,
+        "the BYE came {kill_delay:.2} s after the suspension (at most 1 s)"
+    );
+    let reason = bye_to_caller.header("Reason").unwrap_or("").to_string();
+    let (_, metrics_text) = lab.api_text(&api, "GET", "/metrics", &reader, None);
+    assert!(
+        metrics_text.contains("tollgate_calls_ended_total{result=\"ended\"} 1"),
+        "the kill switch's count: {}",
+        metrics_text
+            .lines()
+            .filter(|l| l.contains("calls_ended"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    let callee_bye = read_trace(&callee_trace)
+        .into_iter()
+        .filter(|m| !m.sent && m.method() == Some("BYE") && m.at >= suspended_at)
+        .count();
+    assert!(
+        callee_bye >= 1,
+        "the callee got no BYE after the suspension"
+    );
+    let step4_time = step4.elapsed();
 
     // Nothing left behind by the calls: no dialog in Kamailio, nothing reserved.
     let dialogs = lab.active_dialogs(&rundir);
@@ -951,7 +1016,11 @@ fn calls_through_kamailio_are_authorized_capped_and_guarded_by_tollgate() {
         flood_time.as_secs_f64(),
         ms(step3_time)
     );
-    println!("  4. (kill switch: not yet)");
+    println!(
+        "  4. 1004 suspended mid-call: both ends got Kamailio's BYE, the caller's {kill_delay:.2} s after the suspension (Reason: {reason}); \
+         tollgate_calls_ended_total{{result=\"ended\"}} 1 ({})",
+        ms(step4_time)
+    );
     println!(
         "  5. tollgate stuck (SIGSTOP): 1001's call refused {} {:?} in {} (1 s timeout); tollgate stopped: refused {} {:?} in {} (fail-closed); \
          Kamailio holds {dialogs} dialogs",
