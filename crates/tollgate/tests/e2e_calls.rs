@@ -932,13 +932,17 @@ fn calls_through_kamailio_are_authorized_capped_and_guarded_by_tollgate() {
             .collect::<Vec<_>>()
             .join("\n")
     );
-    let callee_bye = read_trace(&callee_trace)
-        .into_iter()
-        .filter(|m| !m.sent && m.method() == Some("BYE") && m.at >= suspended_at)
-        .count();
-    assert!(
-        callee_bye >= 1,
-        "the callee got no BYE after the suspension"
+    // SIPp writes its trace as it goes: give the callee's a moment.
+    wait_for(
+        "the callee's BYE after the suspension",
+        Duration::from_secs(5),
+        Duration::from_millis(100),
+        || {
+            read_trace(&callee_trace)
+                .into_iter()
+                .any(|m| !m.sent && m.method() == Some("BYE") && m.at >= suspended_at)
+                .then_some(())
+        },
     );
     let step4_time = step4.elapsed();
 
