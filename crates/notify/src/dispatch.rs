@@ -591,7 +591,9 @@ mod tests {
         });
 
         // Meanwhile the fast channel keeps delivering: a later alert reaches it while the
-        // slow worker is still stuck (and the slow channel drops that one too).
+        // slow worker is still stuck (and the slow channel drops that one too). The fast
+        // queue is drained first: on a loaded machine the burst may have filled it as well.
+        while fast_rx.recv_timeout(Duration::from_millis(300)).is_ok() {}
         notifier.notify(notification(
             "later",
             AlertSeverity::Warning,
