@@ -323,6 +323,22 @@ clean() { # mode -> median over rounds
             END { print best + 0 }' "$RESULTS"
     done | sort -g | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'
 }
+# CPU per call, steadier than the clean rates on a noisy machine: over the steps that both
+# ran clean in the same round, the medians of Kamailio's CPU per call (baseline) and of
+# Kamailio's plus tollgate's (with tollgate). When the CPU is what limits the call rate (as
+# on a machine where Kamailio and tollgate share the cores), their ratio predicts the rate.
+cpu_pairs=$(awk '
+    $6 == 0 && $7 > 0 && $5 / $7 >= 0.95 * $2 && $5 == $4 { key = $2 " " $3; if ($1 == "baseline") b[key] = $10; else { k[key] = $10; t[key] = $11 } }
+    END { for (key in b) if (key in k) print b[key], k[key], t[key], k[key] + t[key] }' "$RESULTS")
+median_col() { # column: median of that column of $cpu_pairs
+    echo "$cpu_pairs" | awk -v c="$1" '{ print $c }' | sort -g | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'
+}
+if [[ -n $cpu_pairs ]]; then
+    awk -v n="$(echo "$cpu_pairs" | wc -l)" -v bk="$(median_col 1)" -v wk="$(median_col 2)" -v wt="$(median_col 3)" -v all="$(median_col 4)" 'BEGIN {
+        printf "CPU per call (medians over the %d steps clean in both modes): baseline Kamailio %.0f us; with tollgate Kamailio %.0f us + tollgate %.0f us = %.0f us (x%.2f); where the CPU limits the call rate, that predicts a ratio of %.2f\n",
+            n, bk, wk, wt, all, all / bk, bk / all
+    }'
+fi
 base=$(clean baseline)
 with=$(clean tollgate)
 top=$(echo $RATES | awk '{ print $NF }')
@@ -330,8 +346,12 @@ echo
 awk -v base="$base" -v with="$with" -v aim="$AIM_COST_PCT" -v top="$top" 'BEGIN {
     printf "highest clean rate (every call successful, >= 95 %% of the rate asked; median of rounds): baseline %d calls/s, with tollgate %d calls/s\n", base, with
     if (base == 0) { print "no clean step for the baseline: lower RATES"; exit }
-    if (base == top) print "(the baseline was clean at the highest rate asked: add higher RATES for a finer answer)"
     cost = (1 - with / base) * 100
+    if (base == top) {
+        printf "ratio %.2f, but the baseline was clean at the highest rate asked: add higher RATES for an answer\n", with / base
+        printf "aim: tollgate costs Kamailio less than %d %% of its call rate: undecided\n", aim
+        exit
+    }
     printf "ratio %.2f: tollgate costs %.0f %% of Kamailio'"'"'s call rate on this machine (steps of RATES: a coarse figure)\n", with / base, cost
     printf "aim: tollgate costs Kamailio less than %d %% of its call rate: %s\n", aim, (cost < aim ? "met" : "NOT met")
 }'
