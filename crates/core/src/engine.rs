@@ -682,7 +682,7 @@ impl Engine {
             }
         }
         // Suspensions and profile denies decided by monitoring rules.
-        if self.monitor.is_active() {
+        if self.monitor.restricts_anything() {
             let mut monitor_denies: Vec<Deny> = Vec::new();
             let ext_subject = MonitorSubject::Extension(ext.id.clone());
             if let Some(s) = self.monitor.suspension(&ext_subject, now) {
@@ -1057,7 +1057,7 @@ impl Engine {
                 message: format!("account {} is suspended", acc.id),
             });
         }
-        if self.monitor.is_active() {
+        if self.monitor.restricts_anything() {
             let suspended = std::iter::once(MonitorSubject::Extension(call.extension.clone()))
                 .chain(chain.iter().map(|a| MonitorSubject::Account(a.id.clone())))
                 .find_map(|subject| self.monitor.suspension(&subject, at).cloned());

@@ -444,10 +444,10 @@ impl Monitor {
         &self.settings
     }
 
-    /// Replaces the rules (policy reload); state of rules that kept their place is kept
-    /// only if the rule is unchanged, open alerts of removed rules are closed.
-    pub fn is_active(&self) -> bool {
-        !self.settings.is_empty() || !self.suspensions.is_empty()
+    /// Whether any suspension or profile block is in force: `authorize` checks them only
+    /// then, so the common case costs no lookup.
+    pub fn restricts_anything(&self) -> bool {
+        !self.suspensions.is_empty() || !self.blocks.is_empty()
     }
 
     fn rule(&self, index: u16) -> Option<RuleRef<'_>> {
@@ -513,19 +513,22 @@ impl Monitor {
         destination: &Destination,
         now: DateTime<Utc>,
     ) -> Option<&ProfileBlock> {
-        self.blocks.iter().map(|b| &b.block).find(|block| {
-            let applies = match &block.subject {
-                MonitorSubject::Extension(id) => id == extension,
-                MonitorSubject::Account(id) => accounts.iter().any(|a| a == id),
-                MonitorSubject::Global => true,
-            };
-            applies
-                && block.until.is_none_or(|until| until > now)
-                && self
-                    .rule_index_by_path(&block.rule)
-                    .and_then(|i| self.rule(i))
-                    .is_some_and(|r| r.profile().matches(destination))
-        })
+        self.blocks
+            .iter()
+            .find(|entry| {
+                let block = &entry.block;
+                let applies = match &block.subject {
+                    MonitorSubject::Extension(id) => id == extension,
+                    MonitorSubject::Account(id) => accounts.iter().any(|a| a == id),
+                    MonitorSubject::Global => true,
+                };
+                applies
+                    && block.until.is_none_or(|until| until > now)
+                    && self
+                        .rule(entry.rule)
+                        .is_some_and(|r| r.profile().matches(destination))
+            })
+            .map(|entry| &entry.block)
     }
 
     /// Whether a rule in `mask` counts `metric`.
